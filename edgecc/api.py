@@ -1,0 +1,46 @@
+"""The two entry points every stage uses: load a model as an IR graph, interpret it."""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+
+from .compiler.ir import Graph
+from .errors import ModelLoadError
+
+
+def load(model, example_inputs: Sequence | None = None) -> Graph:
+    """A path to .onnx / .ecir, an onnx.ModelProto, or a torch.nn.Module with example
+    inputs (a tuple of tensors) -> the verified IR graph."""
+    if isinstance(model, (str, os.PathLike)):
+        path = os.fspath(model)
+        if not os.path.exists(path):
+            raise ModelLoadError(f"{path}: no such file")
+        ext = os.path.splitext(path)[1].lower()
+        if ext == ".onnx":
+            from .compiler.frontends.onnx import import_onnx
+            return import_onnx(path)
+        if ext == ".ecir":
+            from .compiler.ir import load as load_ecir
+            return load_ecir(path)
+        raise ModelLoadError(f"{path}: unknown model file type {ext!r} (expected .onnx or .ecir)")
+    if type(model).__module__.startswith("onnx"):
+        from .compiler.frontends.onnx import import_onnx
+        return import_onnx(model)
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a declared dependency
+        torch = None
+    if torch is not None and isinstance(model, torch.nn.Module):
+        if example_inputs is None:
+            raise ModelLoadError("a torch.nn.Module needs example_inputs (a tuple of tensors)")
+        from .compiler.frontends.torch import import_torch
+        return import_torch(model, example_inputs)
+    raise ModelLoadError(f"cannot load a model of type {type(model).__name__}")
+
+
+def interpret(graph: Graph, *arrays: np.ndarray) -> list[np.ndarray]:
+    """Run `graph` with the numpy reference interpreter; returns the outputs."""
+    from .runtime.interpreter import interpret as _interpret
+    return _interpret(graph, *arrays)
