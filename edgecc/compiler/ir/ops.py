@@ -30,7 +30,7 @@ then all ends, one pair per dimension.
 | gemm | a, b, c? | alpha, beta, trans_a, trans_b (ONNX Gemm) |
 | matmul | a, b | - (numpy matmul) |
 | softmax | x | axis |
-| resize | x[N,C,H,W] | mode (nearest, linear), size (oh, ow), coord_mode, nearest_mode |
+| resize | x[N,C,H,W] | mode (nearest, linear), size (oh, ow), scale (sh, sw) or None = size/input, coord_mode, nearest_mode |
 """
 from __future__ import annotations
 
@@ -446,12 +446,16 @@ def _softmax(ts, a):
     return _same(ts[0])
 
 
-@register_op("resize", 1, 1, mode="nearest", size=REQUIRED, coord_mode="half_pixel",
+@register_op("resize", 1, 1, mode="nearest", size=REQUIRED, scale=None, coord_mode="half_pixel",
              nearest_mode="round_prefer_floor")
 def _resize(ts, a):
     x = ts[0]
     _need_rank(x, 4, "x")
     a["size"] = _pair(a["size"], "size")
+    if a["scale"] is not None:  # ONNX maps coordinates with the given scale, not size/input
+        a["scale"] = tuple(float(s) for s in a["scale"])
+        if len(a["scale"]) != 2 or min(a["scale"]) <= 0:
+            _fail(f"scale {a['scale']} must be two positive numbers")
     if a["mode"] not in ("nearest", "linear"):
         _fail(f"resize mode {a['mode']!r} not in nearest, linear")
     modes = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric")

@@ -1,0 +1,55 @@
+"""Reference interpreter: executes any IR graph with the numpy reference kernels."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..compiler.ir import Graph
+from ..errors import EdgeccError, InputError
+from ..kernels.reference import IMPLS
+
+
+def check_inputs(graph: Graph, arrays) -> list[np.ndarray]:
+    """Validate count, shape and dtype of graph inputs; returns contiguous arrays."""
+    if len(arrays) != len(graph.inputs):
+        raise InputError(f"graph {graph.name!r} takes {len(graph.inputs)} input(s) "
+                         f"({', '.join(v.name for v in graph.inputs)}), got {len(arrays)}")
+    out = []
+    for v, arr in zip(graph.inputs, arrays):
+        arr = np.asarray(arr)
+        if tuple(arr.shape) != v.shape:
+            raise InputError(f"input {v.name!r}: expected shape {list(v.shape)}, "
+                             f"got {list(arr.shape)}")
+        if arr.dtype != v.dtype.numpy:
+            raise InputError(f"input {v.name!r}: expected dtype {v.dtype} "
+                             f"({v.dtype.numpy}), got {arr.dtype}")
+        out.append(np.ascontiguousarray(arr))
+    return out
+
+
+def interpret(graph: Graph, *arrays) -> list[np.ndarray]:
+    env: dict[int, np.ndarray] = {id(v): a for v, a in zip(graph.inputs, check_inputs(graph, arrays))}
+    last_use = {}
+    for i, n in enumerate(graph.nodes):
+        for v in n.inputs:
+            last_use[id(v)] = i
+    keep = {id(v) for v in graph.outputs}
+    for i, n in enumerate(graph.nodes):
+        fn = IMPLS.get(n.op)
+        if fn is None:
+            raise EdgeccError(f"node {n.name!r}: the reference interpreter has no kernel for op {n.op!r}")
+        ins = [v.data if v.is_constant else env[id(v)] for v in n.inputs]
+        try:
+            outs = fn(ins, n.attrs)
+        except EdgeccError:
+            raise
+        except Exception as e:  # a kernel bug or bad data: name the node, keep the cause
+            raise EdgeccError(f"node {n.name!r} (op {n.op}) failed: {type(e).__name__}: {e}") from e
+        for v, arr in zip(n.outputs, outs):
+            if tuple(arr.shape) != v.shape or arr.dtype != v.dtype.numpy:
+                raise EdgeccError(f"node {n.name!r} (op {n.op}): kernel produced {arr.dtype}"
+                                  f"{list(arr.shape)}, IR says {v.type}")
+            env[id(v)] = arr
+        for v in n.inputs:  # free activations nobody reads any more
+            if last_use.get(id(v)) == i and id(v) not in keep and not v.is_constant:
+                env.pop(id(v), None)
+    return [v.data.copy() if v.is_constant else env[id(v)] for v in graph.outputs]
