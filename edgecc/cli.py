@@ -1,0 +1,190 @@
+"""The `edgecc` command line.
+
+    edgecc inspect MODEL [--json] [--passes] [--input-shape NAME=1,3,224,224]
+    edgecc import MODEL -o OUT.ecir [--no-passes] [--input-shape ...]
+
+Each subcommand is a pair: `_add_<cmd>(subparsers)` declares its arguments and
+`_cmd_<cmd>(args) -> exit code` runs it; register new ones in SUBCOMMANDS.
+Exit codes: 0 ok, 1 model error (bad file, unsupported op, ...), 2 usage error.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+
+from . import __version__
+from .errors import EdgeccError
+
+
+class UsageError(Exception):
+    """Bad command-line usage (exit code 2)."""
+
+    def __init__(self, message: str, usage: str = ""):
+        super().__init__(message)
+        self.usage = usage
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # raise instead of sys.exit so main() returns the code
+        raise UsageError(message, self.format_usage())
+
+
+# ---- shared helpers -------------------------------------------------------------
+def _parse_input_shapes(specs: list[str] | None) -> dict[str, tuple[int, ...]]:
+    shapes: dict[str, tuple[int, ...]] = {}
+    for spec in specs or []:
+        name, sep, dims = spec.partition("=")
+        try:
+            shape = tuple(int(d) for d in dims.split(","))
+        except ValueError:
+            shape = ()
+        if not sep or not name or not shape or min(shape) < 0:
+            raise UsageError(f"--input-shape {spec!r}: expected NAME=D1,D2,... with "
+                             "non-negative integers, e.g. input=1,3,224,224")
+        if name in shapes:
+            raise UsageError(f"--input-shape given twice for input {name!r}")
+        shapes[name] = shape
+    return shapes
+
+
+def _load_model(args):
+    """MODEL path -> IR graph, with --input-shape applied to ONNX models."""
+    from .api import load
+
+    shapes = _parse_input_shapes(args.input_shape)
+    ext = os.path.splitext(args.model)[1].lower()
+    if shapes and ext != ".onnx":
+        raise UsageError(f"--input-shape applies to .onnx models only, not {args.model!r}")
+    if shapes:
+        if not os.path.exists(args.model):
+            from .errors import ModelLoadError
+            raise ModelLoadError(f"{args.model}: no such file")
+        from .compiler.frontends.onnx import import_onnx
+        return import_onnx(args.model, input_shapes=shapes)
+    try:
+        return load(args.model)
+    except EdgeccError as e:
+        if ext == ".onnx" and "symbolic dim" in str(e):  # the importer speaks Python API
+            raise type(e)(f"{e}\n(on the command line: --input-shape NAME=D1,D2,...)") from None
+        raise
+
+
+def _run_default_passes(graph) -> None:
+    from .compiler.passes import default_pipeline
+    default_pipeline().run(graph)
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL", help="model file (.onnx or .ecir)")
+    p.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,...",
+                   help="fix the shape of an ONNX input with symbolic dimensions "
+                        "(repeatable)")
+
+
+# ---- inspect --------------------------------------------------------------------
+def _add_inspect(sub) -> None:
+    p = sub.add_parser("inspect", help="print the per-layer params/MACs table of a model")
+    _add_model_args(p)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--passes", action="store_true",
+                   help="run the default pass pipeline first and list what it changed")
+
+
+def _cmd_inspect(args) -> int:
+    from .compiler.analysis import analyze
+
+    graph = _load_model(args)
+    if args.passes:
+        _run_default_passes(graph)
+    report = analyze(graph)
+    if args.json:
+        import json
+        doc = report.to_dict()
+        if args.passes:
+            doc["pass_log"] = graph.meta.get("pass_log", [])
+        print(json.dumps(doc, indent=2))
+        return 0
+    print(report)
+    if args.passes:
+        log = graph.meta.get("pass_log", [])
+        print(f"passes: {len(log)} record(s)")
+        for rec in log:
+            print(f"  [{rec['pass']}] {rec['message']}")
+    return 0
+
+
+# ---- import ---------------------------------------------------------------------
+def _add_import(sub) -> None:
+    p = sub.add_parser("import", help="import a model and save it as an .ecir IR file")
+    _add_model_args(p)
+    p.add_argument("-o", "--output", required=True, metavar="OUT.ecir", help="file to write")
+    p.add_argument("--no-passes", action="store_true", help="skip the default pass pipeline")
+
+
+def _cmd_import(args) -> int:
+    from .compiler.ir import save
+
+    out_dir = os.path.dirname(os.path.abspath(args.output))
+    if not os.path.isdir(out_dir):
+        raise UsageError(f"-o {args.output}: directory {out_dir} does not exist")
+    graph = _load_model(args)
+    if not args.no_passes:
+        _run_default_passes(graph)
+    save(graph, args.output)
+    n_log = len(graph.meta.get("pass_log", []))
+    print(f"wrote {args.output}: {len(graph.nodes)} nodes, {len(graph.constants())} constants"
+          + ("" if args.no_passes else f", {n_log} pass record(s)"))
+    return 0
+
+
+SUBCOMMANDS = {
+    "inspect": (_add_inspect, _cmd_inspect),
+    "import": (_add_import, _cmd_import),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser = _Parser(prog="edgecc", parents=[common],
+                     description="edgecc: a compiler toolkit for efficient CNN inference")
+    parser.add_argument("--version", action="version", version=f"edgecc {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for add, _ in SUBCOMMANDS.values():
+        add(_SubparsersWithCommon(sub, common))
+    return parser
+
+
+class _SubparsersWithCommon:
+    """Gives every subcommand the common options (so `edgecc inspect m --debug` works)."""
+
+    def __init__(self, sub, common):
+        self._sub, self._common = sub, common
+
+    def add_parser(self, name, **kw):
+        return self._sub.add_parser(name, parents=[self._common], **kw)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        return SUBCOMMANDS[args.command][1](args)
+    except SystemExit as e:  # --help / --version
+        return e.code if isinstance(e.code, int) else 0
+    except UsageError as e:
+        print(f"{e.usage}edgecc: error: {e}", file=sys.stderr)
+        return 2
+    except (EdgeccError, OSError) as e:
+        if debug:
+            traceback.print_exc()
+        print(f"edgecc: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
