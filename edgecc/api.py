@@ -10,9 +10,11 @@ from .compiler.ir import Graph
 from .errors import ModelLoadError
 
 
-def load(model, example_inputs: Sequence | None = None) -> Graph:
+def load(model, example_inputs: Sequence | None = None,
+         input_shapes: dict[str, Sequence[int]] | None = None) -> Graph:
     """A path to .onnx / .ecir, an onnx.ModelProto, or a torch.nn.Module with example
-    inputs (a tuple of tensors) -> the verified IR graph."""
+    inputs (a tuple of tensors) -> the verified IR graph. `input_shapes` fixes symbolic
+    dimensions of ONNX inputs by input name."""
     if isinstance(model, (str, os.PathLike)):
         path = os.fspath(model)
         if not os.path.exists(path):
@@ -20,14 +22,14 @@ def load(model, example_inputs: Sequence | None = None) -> Graph:
         ext = os.path.splitext(path)[1].lower()
         if ext == ".onnx":
             from .compiler.frontends.onnx import import_onnx
-            return import_onnx(path)
+            return import_onnx(path, input_shapes)
         if ext == ".ecir":
             from .compiler.ir import load as load_ecir
             return load_ecir(path)
         raise ModelLoadError(f"{path}: unknown model file type {ext!r} (expected .onnx or .ecir)")
     if type(model).__module__.startswith("onnx"):
         from .compiler.frontends.onnx import import_onnx
-        return import_onnx(model)
+        return import_onnx(model, input_shapes)
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a declared dependency

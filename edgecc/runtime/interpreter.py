@@ -22,7 +22,7 @@ def check_inputs(graph: Graph, arrays) -> list[np.ndarray]:
         if arr.dtype != v.dtype.numpy:
             raise InputError(f"input {v.name!r}: expected dtype {v.dtype} "
                              f"({v.dtype.numpy}), got {arr.dtype}")
-        out.append(np.ascontiguousarray(arr))
+        out.append(np.asarray(arr, order="C"))  # ascontiguousarray makes 0-d 1-d
     return out
 
 

@@ -116,7 +116,7 @@ class Graph:
 
     @staticmethod
     def constant(name: str, data: np.ndarray) -> Value:
-        data = np.ascontiguousarray(data)
+        data = np.asarray(data, order="C")  # keeps 0-d arrays 0-d
         return Value(name, TensorType(data.shape, DType.from_numpy(data.dtype)), data)
 
     def add_node(self, op: str, inputs: Sequence[Value], attrs: dict[str, Any] | None = None,

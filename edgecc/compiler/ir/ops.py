@@ -343,9 +343,11 @@ def _slice(ts, a):
             _fail("slice step must not be 0")
         dim = x.shape[ax]
         s, e, st2 = slice(int(s), int(e), st).indices(dim)  # clamps like ONNX/numpy
+        shape[ax] = len(range(s, e, st2))
+        if e < 0:  # a negative step running through index 0: keep "before the start"
+            e = -(dim + 1)
         norm_s.append(s)
         norm_e.append(e)
-        shape[ax] = len(range(s, e, st2))
     a["starts"], a["ends"], a["axes"], a["steps"] = tuple(norm_s), tuple(norm_e), tuple(axes), tuple(steps)
     return [TensorType(shape, x.dtype)]
 
