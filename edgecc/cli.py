@@ -2,6 +2,7 @@
 
     edgecc inspect MODEL [--json] [--passes] [--input-shape NAME=1,3,224,224]
     edgecc import MODEL -o OUT.ecir [--no-passes] [--input-shape ...]
+    edgecc analyze MODEL [--cost | --pa M,N] [--memory --batch B] [--3drf] [--organize] [--json]
 
 Each subcommand is a pair: `_add_<cmd>(subparsers)` declares its arguments and
 `_cmd_<cmd>(args) -> exit code` runs it; register new ones in SUBCOMMANDS.
@@ -139,9 +140,103 @@ def _cmd_import(args) -> int:
     return 0
 
 
+# ---- analyze --------------------------------------------------------------------
+def _add_analyze(sub) -> None:
+    p = sub.add_parser("analyze", help="static analyses: binary cost model, peak memory, 3DRF")
+    p.add_argument("model", metavar="MODEL",
+                   help="model file (.onnx or .ecir) or zoo:NAME (e.g. zoo:vgg16_cifar)")
+    p.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,...",
+                   help="fix the shape of an ONNX input with symbolic dimensions")
+    p.add_argument("--cost", action="store_true", help="binary cost model (thesis ch.5 rules)")
+    p.add_argument("--pa", metavar="M,N", help="cost with PA rules: M weight / N activation "
+                   "bases, downsample binarized (thesis ch.3)")
+    p.add_argument("--memory", action="store_true", help="peak run-time memory by liveness")
+    p.add_argument("--batch", type=int, default=None, help="batch size for --memory")
+    p.add_argument("--act-bits", type=int, default=32, help="bits per activation (--memory)")
+    p.add_argument("--weights", choices=("all", "layer", "none"), default="all",
+                   help="weights counted in --memory")
+    p.add_argument("--3drf", dest="rf3d", action="store_true", help="3D receptive field")
+    p.add_argument("--organize", action="store_true", help="3DRF stage-level organizer advice")
+    p.add_argument("--theta", type=float, default=0.0, help="organizer threshold")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
+
+def _load_analyze_model(args):
+    if not args.model.startswith("zoo:"):
+        return _load_model(args)
+    if args.input_shape:
+        raise UsageError("--input-shape does not apply to zoo: models")
+    import torch
+
+    from . import zoo
+    from .api import load
+    name, classes = args.model[4:], None
+    for suffix, n in (("_cifar100", 100), ("_cifar", 10)):
+        if name.endswith(suffix):
+            name, classes = name[:-len(suffix)], n
+            break
+    cifar = classes is not None
+    if name not in zoo.names():
+        raise UsageError(f"{args.model}: unknown zoo model; available: {', '.join(zoo.names())}"
+                         " (append _cifar or _cifar100 for a CIFAR variant)")
+    model = None
+    for kw in ({"dataset": "cifar"}, {"stem": "cifar"}) if cifar else ({},):
+        if cifar:
+            kw["num_classes"] = classes
+        try:
+            model = zoo.get(name, **kw)
+            break
+        except TypeError:
+            continue
+    if model is None:
+        raise UsageError(f"{args.model}: zoo model {name!r} has no CIFAR variant")
+    size = 32 if cifar else 224
+    return load(model.eval(), (torch.zeros(1, 3, size, size),))
+
+
+def _cmd_analyze(args) -> int:
+    import json
+
+    from .compiler.passes import cost_model as cm
+    from .compiler.passes.peak_memory import peak_memory
+    from .compiler.passes.receptive_field_3d import receptive_field_3d
+    from .compiler.passes.stage_organizer import organize_stages
+
+    if not (args.cost or args.pa or args.memory or args.rf3d or args.organize):
+        args.cost = args.memory = True
+    if args.batch is not None and args.batch < 1:
+        raise UsageError(f"--batch must be >= 1, got {args.batch}")
+    policy = cm.CH5
+    if args.pa:
+        try:
+            m, n = (int(t) for t in args.pa.split(","))
+            policy = cm.pa_policy(m, n, count_bn="affine")
+        except (ValueError, EdgeccError):
+            raise UsageError(f"--pa {args.pa!r}: expected M,N positive integers, e.g. 4,5") \
+                from None
+    graph = _load_analyze_model(args)
+    reports = {}
+    if args.cost or args.pa:
+        reports["cost"] = cm.cost_model(graph, policy)
+    if args.memory:
+        reports["memory"] = peak_memory(graph, batch=args.batch, act_bits=args.act_bits,
+                                        weights=args.weights,
+                                        policy=policy if (args.cost or args.pa) else None)
+    if args.rf3d:
+        reports["3drf"] = receptive_field_3d(graph)
+    if args.organize:
+        reports["organizer"] = organize_stages(graph, theta=args.theta)
+    if args.json:
+        print(json.dumps({k: r.to_dict() for k, r in reports.items()}, indent=2))
+    else:
+        print("\n\n".join(str(r) for r in reports.values()))
+    return 0
+
+
 SUBCOMMANDS = {
     "inspect": (_add_inspect, _cmd_inspect),
     "import": (_add_import, _cmd_import),
+    "analyze": (_add_analyze, _cmd_analyze),
 }
 
 
