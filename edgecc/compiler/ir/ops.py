@@ -1,5 +1,15 @@
 """Operators of the IR: their inputs, attributes (with defaults) and shape/dtype rules.
 
+Multiple-binary layers (PA, ABC-Net, sign nets) are `binary_conv2d` / `binary_linear`:
+    y[o] = sum_{i<M, j<P} phi[o,i,j] * conv(W_i, A_j)[o] + bias[o]
+with weight bases W_i = wb[i] and activation bases A_j computed from x by per-input-
+channel thresholds t[c, 0] < t[c, 1] < ... :
+    act_basis "01":  A_j = [t_j <= x < t_{j+1}] (last: x >= t_{P-1}); below t_0 in no plane
+    act_basis "pm1": A_j = +1 if x >= t_j else -1
+    weight_basis "01": wb in {0,1};  "pm1": wb in {-1,+1}
+Padded taps contribute 0 in every basis (zero padding of the real-valued input is
+excluded from the dot product, never counted as a -1).
+
 Attributes are canonical and fully explicit after `infer_node_types` (defaults filled
 in, tuples normalized), so later stages never re-derive them. Layout is NCHW.
 Spatial padding is (top, left, bottom, right). `pad.pads` follows ONNX: all begins,
@@ -30,6 +40,8 @@ then all ends, one pair per dimension.
 | gemm | a, b, c? | alpha, beta, trans_a, trans_b (ONNX Gemm) |
 | matmul | a, b | - (numpy matmul) |
 | softmax | x | axis |
+| binary_conv2d | x[N,C,H,W] f32, wb[M,O,C/g,kh,kw] i8, phi[O,M,P] f32, t[C,P] f32, bias[O]? | strides, pads, dilations, groups, weight_basis, act_basis |
+| binary_linear | x[N,K] f32, wb[M,O,K] i8, phi[O,M,P] f32, t[K,P] f32, bias[O]? | weight_basis, act_basis |
 | resize | x[N,C,H,W] | mode (nearest, linear), size (oh, ow), scale (sh, sw) or None = size/input, coord_mode, nearest_mode |
 """
 from __future__ import annotations
@@ -469,3 +481,48 @@ def _resize(ts, a):
     if min(a["size"]) < 1:
         _fail(f"output size {a['size']} must be positive")
     return [TensorType(x.shape[:2] + a["size"], x.dtype)]
+
+
+# ---- multiple-binary layers -------------------------------------------------------
+def _binary_common(ts, a, x_channels):
+    wb, phi, t = ts[1], ts[2], ts[3]
+    for k in ("weight_basis", "act_basis"):
+        if a[k] not in ("01", "pm1"):
+            _fail(f"{k} {a[k]!r} must be '01' or 'pm1'")
+    if wb.dtype != DType.i8 or phi.dtype != DType.f32 or t.dtype != DType.f32:
+        _fail(f"weight bases must be i8 (got {wb.dtype}), phi and thresholds f32 "
+              f"(got {phi.dtype}, {t.dtype})")
+    m, o = wb.shape[0], wb.shape[1]
+    if t.rank != 2 or t.shape[0] != x_channels or t.shape[1] < 1:
+        _fail(f"thresholds shape {list(t.shape)} must be [{x_channels}, P>=1]")
+    p = t.shape[1]
+    if phi.shape != (o, m, p):
+        _fail(f"phi shape {list(phi.shape)} must be [O={o}, M={m}, P={p}]")
+    if len(ts) == 5 and ts[4].shape != (o,):
+        _fail(f"bias shape {list(ts[4].shape)} != [{o}]")
+    return o
+
+
+@register_op("binary_conv2d", 4, 5, strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1),
+             groups=1, weight_basis="01", act_basis="01")
+def _binary_conv2d(ts, a):
+    x, wb = ts[0], ts[1]
+    _need_rank(x, 4, "x")
+    _need_rank(wb, 5, "weight bases")
+    if not x.dtype.is_float:
+        _fail(f"x must be float, got {x.dtype}")
+    o = _binary_common(ts, a, x.shape[1])
+    # Shape rule of the equivalent float conv with one weight basis.
+    (conv_t,) = _conv2d([x, TensorType(wb.shape[1:], DType.f32)], a)
+    return [TensorType(conv_t.shape[:1] + (o,) + conv_t.shape[2:], DType.f32)]
+
+
+@register_op("binary_linear", 4, 5, weight_basis="01", act_basis="01")
+def _binary_linear(ts, a):
+    x, wb = ts[0], ts[1]
+    _need_rank(x, 2, "x")
+    _need_rank(wb, 3, "weight bases")
+    if wb.shape[2] != x.shape[1]:
+        _fail(f"weight bases {list(wb.shape)} expect {wb.shape[2]} inputs, x is {list(x.shape)}")
+    o = _binary_common(ts, a, x.shape[1])
+    return [TensorType((x.shape[0], o), DType.f32)]
