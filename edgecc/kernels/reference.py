@@ -302,3 +302,65 @@ def _resize(ins, a):
     top = xf[:, :, h0] * (1 - fh)[:, None] + xf[:, :, h1] * fh[:, None]
     y = top[:, :, :, w0] * (1 - fw) + top[:, :, :, w1] * fw
     return [y.astype(x.dtype)]
+
+
+# ---- multiple-binary layers (binary_conv2d / binary_linear, see ops.py) ----------
+def binary_activation_bases(x, t, act_basis):
+    """x [N, C, ...] and thresholds t [C, P] -> int64 bases [P, N, C, ...]:
+    "01": A_j = [t_j <= x < t_{j+1}] (last open above); "pm1": A_j = +1 if x >= t_j else -1."""
+    shp = (1, -1) + (1,) * (x.ndim - 2)
+    ge = [x >= t[:, j].astype(x.dtype).reshape(shp) for j in range(t.shape[1])]
+    if act_basis == "pm1":
+        return np.stack([2 * g.astype(np.int64) - 1 for g in ge])
+    return np.stack([(g & ~ge[j + 1]) if j + 1 < len(ge) else g for j, g in enumerate(ge)]).astype(np.int64)
+
+
+def binary_plane_counts(x, wb, t, a):
+    """int64 [M, P, N, O, OH, OW]: conv(W_i, A_j) of the decoded bases, zero padding.
+    The products are computed in float64, which is exact here: every term is 0 or +-1
+    and every sum has fewer than 2**53 terms; then checked and returned as int64."""
+    bases = binary_activation_bases(x, t, a["act_basis"])
+    p, n = bases.shape[:2]
+    m, o = wb.shape[:2]
+    xs = bases.reshape(p * n, *bases.shape[2:]).astype(np.float64)     # planes on the batch axis
+    g = a["groups"]
+    # bases on the output axis, grouped as conv2d expects: channel (group, basis, o in group)
+    ws = wb.astype(np.float64).reshape(m, g, o // g, *wb.shape[2:]).swapaxes(0, 1)
+    ws = ws.reshape(m * o, *wb.shape[2:])
+    y = conv2d(xs, ws, strides=a["strides"], pads=a["pads"], dilations=a["dilations"],
+               groups=a["groups"], out_dtype=np.float64)
+    counts = np.rint(y).astype(np.int64)
+    assert np.array_equal(counts, y), "plane counts must be exact integers"
+    # output channels are (group, basis, o in group): back to [M, P, N, O, ...]
+    counts = counts.reshape(p, n, g, m, o // g, *counts.shape[2:])
+    counts = np.moveaxis(counts, 3, 0).reshape(m, p, n, o, *counts.shape[5:])
+    return counts
+
+
+def _binary_combine(counts, phi, bias):
+    """y = sum_ij phi[o, i, j] * counts[i, j] + bias, in float64, returned as float32."""
+    m, p, n, o = counts.shape[:4]
+    shp = (1, o) + (1,) * (counts.ndim - 4)
+    y = np.zeros(counts.shape[2:], dtype=np.float64)
+    for i in range(m):
+        for j in range(p):
+            y += phi[:, i, j].astype(np.float64).reshape(shp) * counts[i, j]
+    if bias is not None:
+        y += bias.astype(np.float64).reshape(shp)
+    return y.astype(np.float32)
+
+
+@impl("binary_conv2d")
+def _binary_conv2d(ins, a):
+    x, wb, phi, t = ins[:4]
+    bias = ins[4] if len(ins) == 5 else None
+    return [_binary_combine(binary_plane_counts(x, wb, t, a), phi, bias)]
+
+
+@impl("binary_linear")
+def _binary_linear(ins, a):
+    x, wb, phi, t = ins[:4]
+    bias = ins[4] if len(ins) == 5 else None
+    geo = {"strides": (1, 1), "pads": (0, 0, 0, 0), "dilations": (1, 1), "groups": 1, **a}
+    counts = binary_plane_counts(x[:, :, None, None], wb[..., None, None], t, geo)
+    return [_binary_combine(counts[..., 0, 0], phi, bias)]

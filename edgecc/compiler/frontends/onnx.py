@@ -20,9 +20,11 @@ from onnx import numpy_helper
 
 from ...errors import EdgeccError, ModelLoadError, ShapeError, UnsupportedOpsError
 from ..ir import DType, Graph, TensorType, Value, verify
+from . import onnx_ops_binary  # noqa: F401  (registers the edgecc-domain converters)
 from .onnx_ops import CONVERTERS, OnnxNode, decode_attrs
 
 _DEFAULT_DOMAINS = ("", "ai.onnx")
+_CUSTOM_DOMAINS = ("edgecc",)  # converters registered as "<domain>.<OpType>"
 _ELEM_TO_DTYPE = {
     onnx.TensorProto.FLOAT: DType.f32, onnx.TensorProto.DOUBLE: DType.f64,
     onnx.TensorProto.INT8: DType.i8, onnx.TensorProto.UINT8: DType.u8,
@@ -86,6 +88,8 @@ def _decode_nodes(model: onnx.ModelProto, opset: int) -> list[OnnxNode]:
                 version = onnx.defs.get_schema(p.op_type, opset, "").since_version
             except Exception:  # unknown op or op not in this opset: reported by _scan
                 version = 0
+        elif domain in _CUSTOM_DOMAINS:
+            version = opsets.get(domain, 0)
         out.append(OnnxNode(name=p.name or f"{p.op_type}_{i}", op=p.op_type,
                             inputs=list(p.input), outputs=list(p.output),
                             attrs=decode_attrs(p), version=version,
@@ -105,7 +109,7 @@ def _scan(model: onnx.ModelProto, nodes: list[OnnxNode]) -> None:
     for n in nodes:
         dom = n.domain
         where = f"{dom or 'ai.onnx'} opset {n.opset}"
-        conv = CONVERTERS.get(n.op) if dom in _DEFAULT_DOMAINS else None
+        conv = CONVERTERS.get(_converter_key(n))
         if conv is None or n.version == 0:
             report(n, where)
             continue
@@ -127,6 +131,10 @@ def _scan(model: onnx.ModelProto, nodes: list[OnnxNode]) -> None:
             report(n, f"{where}: only supported on constant inputs (shape subgraphs)")
     if found:
         raise UnsupportedOpsError([(op, why, names) for (op, why), names in found.items()])
+
+
+def _converter_key(n: OnnxNode) -> str:
+    return n.op if n.domain in _DEFAULT_DOMAINS else f"{n.domain}.{n.op}"
 
 
 def _onnx_ranks(model: onnx.ModelProto) -> dict[str, int]:
@@ -222,7 +230,7 @@ class _Importer:
         for n in self.nodes:
             self.node = n
             try:
-                CONVERTERS[n.op].convert(self, n)
+                CONVERTERS[_converter_key(n)].convert(self, n)
             except (ValueError, TypeError, IndexError, KeyError) as e:  # e.g. odd attribute values
                 raise ShapeError(f"{self.where}: {n.where()}: cannot convert: "
                                  f"{type(e).__name__}: {e}") from e
