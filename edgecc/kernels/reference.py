@@ -364,3 +364,24 @@ def _binary_linear(ins, a):
     geo = {"strides": (1, 1), "pads": (0, 0, 0, 0), "dilations": (1, 1), "groups": 1, **a}
     counts = binary_plane_counts(x[:, :, None, None], wb[..., None, None], t, geo)
     return [_binary_combine(counts[..., 0, 0], phi, bias)]
+
+
+@impl("indexed_conv2d")
+def _indexed_conv2d(ins, a):
+    """Gather each output group's input-channel ranges, then one grouped conv."""
+    x, w = ins[0], ins[1]
+    bias = ins[2] if len(ins) == 3 else None
+    idx = [c for group in a["ranges"] for s, e in group for c in range(s, e)]
+    return [conv2d(x[:, idx], w, bias, strides=a["strides"], pads=a["pads"],
+                   dilations=a["dilations"], groups=len(a["ranges"]))]
+
+
+@impl("aw_conv2d")
+def _aw_conv2d(ins, a):
+    """One conv per sample with its own weights w * (1 + a[n]) (float64 weights)."""
+    x, w, att = ins
+    geo = {"strides": a["strides"], "pads": a["pads"], "dilations": a["dilations"]}
+    ys = [conv2d(x[i:i + 1].astype(np.float64),
+                 w.astype(np.float64) * (1.0 + att[i].astype(np.float64)[:, None]), **geo)
+          for i in range(x.shape[0])]
+    return [np.concatenate(ys).astype(x.dtype)]

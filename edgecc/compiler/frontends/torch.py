@@ -19,6 +19,7 @@ from ...errors import ModelLoadError, UnsupportedOpsError
 from ..ir import DType, Graph, Value, infer_node_types, verify
 from . import torch_ops_nn  # noqa: F401  (registers the layer converters)
 from . import torch_ops_binary  # noqa: F401
+from . import torch_ops_gather  # noqa: F401  (channel gathers: REAF, RPW)
 from .torch_ops import CONVERTERS, NO_OPS, REJECTED, bind_args, op_key
 
 _DTYPES = {torch.float32: DType.f32, torch.float64: DType.f64, torch.int8: DType.i8,

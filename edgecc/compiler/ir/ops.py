@@ -43,6 +43,8 @@ then all ends, one pair per dimension.
 | binary_conv2d | x[N,C,H,W] f32, wb[M,O,C/g,kh,kw] i8, phi[O,M,P] f32, t[C,P] f32, bias[O]? | strides, pads, dilations, groups, weight_basis, act_basis |
 | binary_linear | x[N,K] f32, wb[M,O,K] i8, phi[O,M,P] f32, t[K,P] f32, bias[O]? | weight_basis, act_basis |
 | resize | x[N,C,H,W] | mode (nearest, linear), size (oh, ow), scale (sh, sw) or None = size/input, coord_mode, nearest_mode |
+| indexed_conv2d | x[N,C,H,W], w[O,K,kh,kw], bias[O]? | ranges (per output group: its input-channel ranges ((start, end), ...), K channels in all), strides, pads, dilations |
+| aw_conv2d | x[N,C1,H,W], w[C2,C1,kh,kw], a[N,C2,kh,kw] | strides, pads, dilations: y[n] = conv(x[n], w * (1 + a[n] broadcast over C1)) |
 """
 from __future__ import annotations
 
@@ -144,6 +146,8 @@ def _need_rank(t: TensorType, r: int, what: str = "input"):
 
 def conv_out_size(size: int, k: int, stride: int, pad_lo: int, pad_hi: int, dil: int,
                   ceil_mode: bool = False) -> int:
+    if k < 1 or stride < 1 or dil < 1:  # e.g. a stride 0 from a corrupt model: no division by 0
+        _fail(f"kernel {k}, stride {stride} and dilation {dil} must all be >= 1")
     eff = dil * (k - 1) + 1
     span = size + pad_lo + pad_hi - eff
     if span < 0:
@@ -526,3 +530,63 @@ def _binary_linear(ts, a):
         _fail(f"weight bases {list(wb.shape)} expect {wb.shape[2]} inputs, x is {list(x.shape)}")
     o = _binary_common(ts, a, x.shape[1])
     return [TensorType((x.shape[0], o), DType.f32)]
+
+
+# ---- connectivity-restricted and attention-weighted convolutions -------------------
+def _geometry(a):
+    a["strides"], a["dilations"] = _pair(a["strides"], "strides"), _pair(a["dilations"], "dilations")
+    a["pads"] = _quad(a["pads"], "pads")
+    if min(a["strides"]) < 1 or min(a["dilations"]) < 1 or min(a["pads"]) < 0:
+        _fail(f"invalid strides {a['strides']} / dilations {a['dilations']} / pads {a['pads']}")
+
+
+def _out_hw(x, kh, kw, a):
+    pt, pl, pb, pr = a["pads"]
+    return (conv_out_size(x.shape[2], kh, a["strides"][0], pt, pb, a["dilations"][0]),
+            conv_out_size(x.shape[3], kw, a["strides"][1], pl, pr, a["dilations"][1]))
+
+
+@register_op("indexed_conv2d", 2, 3, ranges=REQUIRED, strides=(1, 1), pads=(0, 0, 0, 0),
+             dilations=(1, 1))
+def _indexed_conv2d(ts, a):
+    """REAF / rolling pointwise / grouped conv: output group l (channels l*O/G ..) convolves
+    the concatenation of x's channel ranges ranges[l] (in order) with its rows of w."""
+    x, w = ts[0], ts[1]
+    _need_rank(x, 4, "x")
+    _need_rank(w, 4, "weight")
+    _geometry(a)
+    c, (o, k, kh, kw) = x.shape[1], w.shape
+    ranges = tuple(tuple((int(s), int(e)) for s, e in group) for group in a["ranges"])
+    if not ranges or o % len(ranges):
+        _fail(f"{len(ranges)} output groups must divide output channels {o}")
+    for l, group in enumerate(ranges):
+        if any(not 0 <= s < e <= c for s, e in group):
+            _fail(f"group {l} ranges {list(group)} must be non-empty and inside [0, {c})")
+        if sum(e - s for s, e in group) != k:
+            _fail(f"group {l} reads {sum(e - s for s, e in group)} channels, weight "
+                  f"{list(w.shape)} expects {k}")
+    a["ranges"] = ranges
+    if len(ts) == 3 and ts[2].shape != (o,):
+        _fail(f"bias shape {list(ts[2].shape)} != [{o}]")
+    if not (x.dtype.is_float and w.dtype.is_float):
+        _fail(f"x and weight must be float, got {x.dtype} and {w.dtype}")
+    return [TensorType((x.shape[0], o) + _out_hw(x, kh, kw, a), x.dtype)]
+
+
+@register_op("aw_conv2d", 3, 3, strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1))
+def _aw_conv2d(ts, a):
+    """AW-conv (thesis eq 7.6): per-sample weights w * (1 + a[n]), a broadcast over C1."""
+    x, w, att = ts
+    _need_rank(x, 4, "x")
+    _need_rank(w, 4, "weight")
+    _geometry(a)
+    n, c1 = x.shape[:2]
+    c2, wc1, kh, kw = w.shape
+    if wc1 != c1:
+        _fail(f"weight {list(w.shape)} expects {wc1} input channels, x is {list(x.shape)}")
+    if att.shape != (n, c2, kh, kw):
+        _fail(f"attention shape {list(att.shape)} != [{n}, {c2}, {kh}, {kw}]")
+    if not (x.dtype.is_float and x.dtype == w.dtype == att.dtype):
+        _fail(f"x, weight and attention must share one float dtype, got "
+              f"{x.dtype}, {w.dtype}, {att.dtype}")
+    return [TensorType((n, c2) + _out_hw(x, kh, kw, a), x.dtype)]

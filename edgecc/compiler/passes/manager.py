@@ -78,7 +78,9 @@ def default_pipeline() -> PassManager:
     """The foundation's clean-up pipeline, repeated until nothing changes."""
     from .constant_folding import fold_constants
     from .dead_code import eliminate_dead_code
+    from .discover_shared_weights import discover_shared_weights
     from .fold_activation_into_thresholds import fold_activation_into_thresholds
+    from .fold_batchnorm_shared import fold_batchnorm_shared_weight, fold_batchnorm_slices
     from .fold_batchnorm import fold_batchnorm
     from .fold_bn_into_binary import fold_bn_into_binary
     from .identity_elimination import eliminate_identities
@@ -87,6 +89,8 @@ def default_pipeline() -> PassManager:
     # Dead code goes before BN folding so a dead second user does not block a fold;
     # phi must be one constant before a BN can fold into a binary layer; BN + ReLU in
     # front of a binary layer become its thresholds, and DCE then drops them.
+    # Shared weights (DACNN) keep one copy: their BNs become per-layer scale/shift.
     return PassManager([eliminate_identities, fold_constants, merge_pa_coefficients,
-                        eliminate_dead_code, fold_bn_into_binary, fold_batchnorm,
+                        discover_shared_weights, eliminate_dead_code, fold_bn_into_binary,
+                        fold_batchnorm, fold_batchnorm_slices, fold_batchnorm_shared_weight,
                         fold_activation_into_thresholds], fixed_point=True)
