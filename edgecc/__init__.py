@@ -1,6 +1,8 @@
 """edgecc: a compiler toolkit for efficient CNN inference at the edge."""
-from .api import interpret, load
-from .errors import EdgeccError
+__version__ = "0.1.0"  # first: submodules import it
 
-__version__ = "0.1.0"
-__all__ = ["load", "interpret", "EdgeccError", "__version__"]
+from .api import interpret, load  # noqa: E402
+from .compiler.compile import compile  # noqa: E402,A004  (edgecc.compile, like torch.compile)
+from .errors import EdgeccError  # noqa: E402
+
+__all__ = ["load", "interpret", "compile", "EdgeccError", "__version__"]

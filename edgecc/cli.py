@@ -3,6 +3,8 @@
     edgecc inspect MODEL [--json] [--passes] [--input-shape NAME=1,3,224,224]
     edgecc import MODEL -o OUT.ecir [--no-passes] [--input-shape ...]
     edgecc analyze MODEL [--cost | --pa M,N] [--memory --batch B] [--3drf] [--organize] [--json]
+    edgecc compile MODEL --scheme fp32|pa -o OUTDIR [--target host|avx512|avx2|generic]
+    edgecc run OUTDIR --input X.npy [--expected Y.npy --atol A --rtol R]
 
 Each subcommand is a pair: `_add_<cmd>(subparsers)` declares its arguments and
 `_cmd_<cmd>(args) -> exit code` runs it; register new ones in SUBCOMMANDS.
@@ -233,10 +235,86 @@ def _cmd_analyze(args) -> int:
     return 0
 
 
+# ---- compile --------------------------------------------------------------------
+def _add_compile(sub) -> None:
+    p = sub.add_parser("compile", help="compile a model into model.so + model.h + model.json")
+    _add_model_args(p)
+    p.add_argument("--scheme", choices=("fp32", "pa"), default="fp32",
+                   help="fp32: float model; pa: the model holds binary_conv2d/binary_linear nodes")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="directory to write")
+    p.add_argument("--target", choices=("host", "avx512", "avx2", "generic"), default="host",
+                   help="instruction set the library is built for (host: -march=native)")
+
+
+def _cmd_compile(args) -> int:
+    from .compiler.compile import compile as compile_model
+
+    graph = _load_model(args)
+    meta = compile_model(graph, args.output, scheme=args.scheme, target=args.target, log=print)
+    print(f"wrote {args.output}: model.so, model.h, model.json "
+          f"(workspace {meta['memory_plan']['arena_bytes']:,} bytes)")
+    return 0
+
+
+# ---- run ------------------------------------------------------------------------
+def _add_run(sub) -> None:
+    p = sub.add_parser("run", help="run a compiled model on .npy inputs, optionally check outputs")
+    p.add_argument("outdir", metavar="OUTDIR", help="directory written by edgecc compile")
+    p.add_argument("--input", action="append", required=True, metavar="X.npy",
+                   help="input array, one per model input in order (repeatable)")
+    p.add_argument("--expected", action="append", metavar="Y.npy",
+                   help="expected output, one per model output in order (repeatable)")
+    p.add_argument("--atol", type=float, default=1e-5, help="absolute tolerance (default 1e-5)")
+    p.add_argument("--rtol", type=float, default=1e-5, help="relative tolerance (default 1e-5)")
+    p.add_argument("--output", action="append", metavar="OUT.npy", help="save outputs (repeatable)")
+    p.add_argument("--threads", type=int, default=0, help="threads (0 = OpenMP default)")
+
+
+def _cmd_run(args) -> int:
+    import numpy as np
+
+    from .errors import InputError
+    from .runtime import load as load_compiled
+
+    if args.threads < 0:
+        raise UsageError(f"--threads must be >= 0, got {args.threads}")
+    model = load_compiled(args.outdir, threads=args.threads)
+    arrays = []
+    for path in args.input:
+        try:
+            arrays.append(np.load(path, allow_pickle=False))
+        except (OSError, ValueError) as e:
+            raise InputError(f"--input {path}: cannot read a .npy array ({e})") from None
+    outs = model.run(*arrays)
+    for d, y in zip(model.outputs, outs):
+        print(f"output {d['name']!r}: f32{list(y.shape)} min {y.min():.6g} max {y.max():.6g}")
+    for path, y in zip(args.output or [], outs):
+        np.save(path, y)
+    if not args.expected:
+        return 0
+    if len(args.expected) > len(outs):
+        raise UsageError(f"--expected given {len(args.expected)} times, the model has {len(outs)} output(s)")
+    ok = True
+    for path, d, y in zip(args.expected, model.outputs, outs):
+        ref = np.load(path, allow_pickle=False)
+        if ref.shape != y.shape:
+            print(f"output {d['name']!r}: expected shape {list(ref.shape)}, got {list(y.shape)}")
+            ok = False
+            continue
+        err = np.abs(y.astype(np.float64) - ref)
+        bad = err > args.atol + args.rtol * np.abs(ref)
+        print(f"output {d['name']!r}: max |diff| {err.max():.3e}, {int(bad.sum())} of {y.size} element(s) "
+              f"outside atol {args.atol:g} + rtol {args.rtol:g} -> {'ok' if not bad.any() else 'MISMATCH'}")
+        ok = ok and not bad.any()
+    return 0 if ok else 1
+
+
 SUBCOMMANDS = {
     "inspect": (_add_inspect, _cmd_inspect),
     "import": (_add_import, _cmd_import),
     "analyze": (_add_analyze, _cmd_analyze),
+    "compile": (_add_compile, _cmd_compile),
+    "run": (_add_run, _cmd_run),
 }
 
 

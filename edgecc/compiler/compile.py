@@ -1,0 +1,207 @@
+"""`edgecc compile`: a model -> a directory with model.so, model.h, model.json.
+
+    compile(model, outdir, *, scheme="fp32"|"pa", target="host"|"avx512"|"avx2"|"generic")
+
+Steps: [1/5] import (a path to .onnx / .ecir, or an IR Graph), [2/5] passes
+(default_pipeline), [3/5] plan (supported-op check, memory plan), [4/5] codegen + build
+(g++), [5/5] metadata (model.json with every layer, its kernel and why, the memory
+plan, versions, SHA-256 of the weights section and of model.so). Everything is built
+in a temporary sibling directory and moved into place at the end, so a failure never
+leaves a half-written artifact in `outdir` (an existing artifact there stays intact).
+"""
+from __future__ import annotations
+
+import copy
+import datetime
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from .. import __version__
+from ..errors import EdgeccError, InputError
+from .codegen import build as B
+from .codegen import cpp as C
+from .ir import Graph
+from .ir import save as save_ecir
+
+SCHEMES = ("fp32", "pa")
+ARTIFACTS = ("model.so", "model.h", "model.json", "model_api.h")
+
+
+def _say(log: Callable[[str], None] | None, msg: str) -> None:
+    if log is not None:
+        log(msg)
+
+
+def _load(model) -> Graph:
+    if isinstance(model, Graph):
+        return copy.deepcopy(model)     # the passes rewrite in place; keep the caller's graph
+    if isinstance(model, (str, os.PathLike)):
+        from ..api import load
+        return load(model)
+    raise InputError(f"compile: model must be a path to .onnx / .ecir or an edgecc Graph, "
+                     f"got {type(model).__name__}")
+
+
+def _check_scheme(graph: Graph, scheme: str) -> None:
+    binary = [n.name for n in graph.nodes if n.op in C.BINARY_OPS]
+    if scheme == "pa" and not binary:
+        raise EdgeccError("--scheme pa: the model has no binary_conv2d / binary_linear nodes; export a PA "
+                          "model (edgecc.compiler.quant.export.exportable + edgecc.load) or use --scheme fp32")
+    if scheme == "fp32" and binary:
+        raise EdgeccError(f"--scheme fp32: the model holds {len(binary)} binary layer(s) "
+                          f"({', '.join(binary[:4])}{' ...' if len(binary) > 4 else ''}); use --scheme pa")
+
+
+def _prepare_outdir(outdir: Path) -> None:
+    """Refuse to replace a directory that is not an edgecc artifact (or empty)."""
+    if outdir.exists():
+        if not outdir.is_dir():
+            raise EdgeccError(f"-o {outdir}: exists and is not a directory")
+        entries = set(os.listdir(outdir))
+        if entries and "model.json" not in entries:
+            raise EdgeccError(f"-o {outdir}: directory is not empty and holds no edgecc model "
+                              "(refusing to replace it)")
+
+
+def _install(tmp: Path, outdir: Path) -> None:
+    """Move the finished artifact into place: old one aside, new one in, old one removed."""
+    old = None
+    if outdir.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.old-", dir=outdir.parent))
+        os.rmdir(old)
+        os.rename(outdir, old)
+    try:
+        os.rename(tmp, outdir)
+    except OSError:
+        if old is not None:
+            os.rename(old, outdir)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _summary(graph: Graph, gen: C.GeneratedModel, lib_bytes: int) -> dict:
+    kinds: dict[str, int] = {}
+    float_layers = []
+    params = macs = bmacs = fp32_bytes = 0
+    for s in gen.steps:
+        kind = s.kernel.split(" (")[0].split(":")[0]   # "binary engine", "f32 direct conv", ...
+        kinds[kind] = kinds.get(kind, 0) + 1
+        macs += s.macs
+        bmacs += s.binary_macs
+        if s.node.op in ("conv2d", "gemm") and s.params:
+            float_layers.append({"node": s.node.name, "op": s.node.op, "why": s.why})
+    seen = set()
+    for v in graph.constants():   # shared constants count once
+        if id(v) not in seen:
+            seen.add(id(v))
+            params += v.type.numel
+    fp32_bytes = sum(s.fp32_bytes for s in gen.steps)
+    stored = len(gen.weights)
+    return {"layers_per_kernel": kinds, "float_layers": float_layers, "params": params,
+            "artifact_bytes": lib_bytes, "weights_section_bytes": stored,
+            "fp32_equivalent_bytes": fp32_bytes,
+            "compression_ratio": round(fp32_bytes / stored, 3) if stored else None,
+            "float_macs": macs, "binary_plane_macs": bmacs}
+
+
+def format_summary(s: dict) -> str:
+    kb = lambda n: f"{n / 1024:,.1f} KiB"  # noqa: E731
+    rows = [("layers per kernel", ", ".join(f"{k} {v}" for k, v in s["layers_per_kernel"].items())),
+            ("parameters", f"{s['params']:,}"),
+            ("model.so", kb(s["artifact_bytes"])),
+            ("weights section", kb(s["weights_section_bytes"])),
+            ("fp32-equivalent weights", kb(s["fp32_equivalent_bytes"])),
+            ("compression (fp32 / weights)", f"{s['compression_ratio']}x"),
+            ("float MACs", f"{s['float_macs']:,}"),
+            ("binary MACs (x M*P planes)", f"{s['binary_plane_macs']:,}")]
+    if s["float_layers"]:
+        rows.append(("layers left in float", "; ".join(f"{f['node']} ({f['op']}): {f['why']}"
+                                                      for f in s["float_layers"])))
+    else:
+        rows.append(("layers left in float", "none with weights"))
+    w = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k.ljust(w)}  {v}" for k, v in rows)
+
+
+def compile(model, outdir, *, scheme: str = "fp32", target: str = "host", run_passes: bool = True,
+            log: Callable[[str], None] | None = None) -> dict:
+    """Compile `model` into `outdir`; returns the model.json contents (with "summary")."""
+    if scheme not in SCHEMES:
+        raise InputError(f"scheme={scheme!r}: expected one of {', '.join(SCHEMES)}")
+    if target not in B.TARGETS:
+        raise InputError(f"target={target!r}: expected one of {', '.join(B.TARGETS)}")
+    outdir = Path(outdir).resolve()
+    _prepare_outdir(outdir)
+    _say(log, "[1/5] import")
+    graph = _load(model)
+    _check_scheme(graph, scheme)
+    _say(log, "[2/5] passes")
+    if run_passes:
+        from .passes import default_pipeline
+        default_pipeline().run(graph)
+    _say(log, "[3/5] plan: supported ops, memory")
+    C.check_supported(graph)
+    tgt = B.resolve_target(target)
+    outdir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.tmp-", dir=outdir.parent))
+    try:
+        src = tmp / "src"
+        src.mkdir()
+        weights_path = src / "weights.bin"
+        build_info = (f"edgecc {__version__}; model {graph.name}; target {tgt.name} ({' '.join(tgt.march)}); "
+                      f"kernel isa {tgt.isa_request or 'auto'}; cpu flags {','.join(tgt.required_flags) or 'x86-64'}")
+        _say(log, "[4/5] codegen + build (g++)")
+        gen = C.generate(graph, isa_request=tgt.isa_request, required_flags=tgt.required_flags,
+                         build_info=build_info, weights_path="weights.bin")
+        weights_path.write_bytes(gen.weights)
+        (src / "model.cpp").write_text(gen.model_cpp)
+        (src / "entry.cpp").write_text(gen.entry_cpp)
+        lib = B.build_library(src, tgt)
+        os.replace(lib, tmp / "model.so")
+        (tmp / "model.h").write_text(gen.model_h)
+        shutil.copyfile(B.INCLUDE / "edgecc" / "model_api.h", tmp / "model_api.h")
+        save_ecir(graph, str(src / "model.ecir"))
+        _say(log, "[5/5] metadata")
+        lib_bytes = (tmp / "model.so").stat().st_size
+        meta = _metadata(graph, gen, tgt, scheme, build_info, tmp / "model.so", lib_bytes)
+        (tmp / "model.json").write_text(json.dumps(meta, indent=1))
+        _install(tmp, outdir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _say(log, format_summary(meta["summary"]))
+    return meta
+
+
+def _metadata(graph, gen, tgt, scheme, build_info, lib: Path, lib_bytes: int) -> dict:
+    import numpy as np
+    desc = lambda vs: [{"name": v.name, "dtype": "f32", "shape": list(v.shape)} for v in vs]  # noqa: E731
+    return {
+        "format": "edgecc-model", "abi_version": 1,
+        "model": graph.name, "scheme": scheme,
+        "target": {"name": tgt.name, "flags": tgt.march, "kernel_isa": tgt.isa_request or "auto",
+                   "required_cpu_flags": tgt.required_flags},
+        "build_info": build_info,
+        "inputs": desc(graph.inputs), "outputs": desc(graph.outputs),
+        "layers": [{"step": k, "node": s.node.name, "op": s.node.op,
+                    "outputs": [str(v.type) for v in s.node.outputs], "kernel": s.kernel, "why": s.why,
+                    "params": s.params, "macs": s.macs, "binary_plane_macs": s.binary_macs}
+                   for k, s in enumerate(gen.steps)],
+        "memory_plan": {**gen.plan.to_dict(),
+                        "note": "kernel-internal scratch (padded/packed inputs) is heap-allocated per call"},
+        "weights": {"bytes": len(gen.weights), "sha256": gen.weights_sha256},
+        "library": {"file": "model.so", "bytes": lib_bytes,
+                    "sha256": hashlib.sha256(lib.read_bytes()).hexdigest()},
+        "summary": _summary(graph, gen, lib_bytes),
+        "versions": {"edgecc": __version__, "compiler": B.compiler_version(), "python": sys.version.split()[0],
+                     "numpy": np.__version__, "platform": platform.platform()},
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
