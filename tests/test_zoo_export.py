@@ -1,7 +1,5 @@
-"""Every zoo model runs a forward pass; a representative subset (one per family) is exported
-with torch.export.export and the exported program reproduces the eager output. The full
-export sweep over all models runs with EDGECC_SLOW_TESTS=1."""
-import os
+"""Every zoo model runs a forward pass, is exported with torch.export.export, and the
+exported program reproduces the eager output."""
 
 import pytest
 import torch
@@ -22,10 +20,6 @@ CONFIGS = {
     "vgg19": dict(dataset="cifar", num_classes=100), "mobilenet_v1": dict(stem="cifar", num_classes=10, rpw=(4, 0.5)),
 }
 IMAGENET_INPUT = {"resnet50", "reaf_resnet50"}
-EXPORTED = {"resnet50", "bireal_resnet18", "nasb_resnet18", "ua_resnet21", "reaf_resnet50",
-            "reaf_plus_mobilenet_v2", "aw_resnet50", "dacnn_mixed18", "vgg11", "mobilenet_v1"}
-SLOW = pytest.mark.skipif(not os.environ.get("EDGECC_SLOW_TESTS"), reason="set EDGECC_SLOW_TESTS=1")
-
 
 def build(name):
     torch.manual_seed(0)
@@ -47,7 +41,7 @@ def test_forward(name):
     assert torch.isfinite(y).all()
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in EXPORTED else SLOW) for n in sorted(CONFIGS)])
+@pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_torch_export(name):
     model, x = build(name)
     with torch.no_grad():

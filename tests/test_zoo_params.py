@@ -4,7 +4,6 @@ Convention unless stated: every nn.Parameter counted once (conv/linear weights, 
 weight and bias; BN running statistics are buffers, not counted) - torchvision's convention,
 in which ResNet-50 has 25,557,032 parameters.
 """
-import os
 from math import isclose
 
 import pytest
@@ -114,13 +113,10 @@ TABLE_5_5 = [("bireal_resnet18", dict(stem="cifar", num_classes=100), 18.18, 1.6
              ("ua_resnet77", dict(dataset="cifar"), 27.94, 2.24e7), ("ua_resnet149", dict(dataset="cifar"), 26.35, 2.08e7)]
 
 
-SLOW = pytest.mark.skipif(not os.environ.get("EDGECC_SLOW_TESTS"), reason="set EDGECC_SLOW_TESTS=1")
-FAST = {("bireal_resnet18", False), ("ua_resnet21", False), ("ua_resnet37", True), ("ua_resnet41", True)}
 
 
 @pytest.mark.parametrize("name,kw,mbit,flops", [
-    pytest.param(*row, marks=() if (row[0], bool(row[1])) in FAST else SLOW)
-    for row in TABLE_5_4 + TABLE_5_5])
+    pytest.param(*row) for row in TABLE_5_4 + TABLE_5_5])
 def test_binary_cost_tables_5_4_5_5(name, kw, mbit, flops):
     # cost model: 32 bits per full-precision weight (first conv, FC, 1x1 downsample/transition),
     # 1 bit per binary weight, BN and FC bias not counted; FLOPs = fp MACs + binary MACs / 64.
