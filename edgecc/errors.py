@@ -16,7 +16,8 @@ class UnsupportedOpsError(EdgeccError):
     def __init__(self, unsupported):
         # unsupported: list of (op, domain/opset text, [node names])
         self.unsupported = list(unsupported)
-        lines = [f"  {op} ({where}): nodes {', '.join(names[:8])}" + (" ..." if len(names) > 8 else "")
+        # str(): a corrupt ONNX file can carry non-UTF-8 names, which protobuf returns as bytes
+        lines = [f"  {op} ({where}): nodes {', '.join(map(str, names[:8]))}" + (" ..." if len(names) > 8 else "")
                  for op, where, names in self.unsupported]
         super().__init__(f"{len(self.unsupported)} unsupported operator(s):\n" + "\n".join(lines))
 

@@ -271,7 +271,7 @@ class _Importer:
             if dtype is None:
                 raise ModelLoadError(
                     f"{self.where}: input {vi.name!r} has element type "
-                    f"{onnx.TensorProto.DataType.Name(tt.elem_type)}; the IR supports "
+                    f"{_elem_name(tt.elem_type)}; the IR supports "
                     f"{', '.join(onnx.TensorProto.DataType.Name(k) for k in _ELEM_TO_DTYPE)}")
             shape = _resolve_shape(vi, given.get(vi.name), self.where)
             self.env[vi.name] = self.graph.add_input(vi.name, shape, dtype)
@@ -334,6 +334,14 @@ class _Importer:
                                  f"ONNX shape inference gives {want}")
 
 
+def _elem_name(code: int) -> str:
+    """ONNX element type name; a corrupt model may hold a code with no name."""
+    try:
+        return onnx.TensorProto.DataType.Name(code)
+    except ValueError:
+        return f"unknown code {code}"
+
+
 def _resolve_shape(vi: onnx.ValueInfoProto, given, where: str) -> tuple[int, ...]:
     tt = vi.type.tensor_type
     if not tt.HasField("shape"):
@@ -349,6 +357,8 @@ def _resolve_shape(vi: onnx.ValueInfoProto, given, where: str) -> tuple[int, ...
             raise ShapeError(f"{where}: input {vi.name!r} has symbolic dim {d!r} at axis {i} "
                              f"(shape {dims}); edgecc needs static shapes: pass "
                              f"input_shapes={{{vi.name!r}: (...)}}")
+        if any(d < 0 for d in dims):
+            raise ShapeError(f"{where}: input {vi.name!r} declares a negative dim (shape {dims})")
         return tuple(dims)
     if len(given) != len(dims):
         raise ShapeError(f"{where}: input_shapes gives {vi.name!r} rank {len(given)} "

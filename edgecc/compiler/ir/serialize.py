@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from typing import Any
 
 import numpy as np
@@ -100,7 +101,11 @@ def load(path: str | os.PathLike) -> Graph:
                                      f"(this edgecc reads version {VERSION})")
             consts = []
             for i, c in enumerate(doc["constants"]):
-                data = np.load(io.BytesIO(z.read(f"weights/{i}.npy")), allow_pickle=False)
+                raw = z.read(f"weights/{i}.npy")
+                try:
+                    data = np.load(io.BytesIO(raw), allow_pickle=False)
+                except Exception as e:  # noqa: BLE001 - a mangled .npy header can raise tokenize.TokenError
+                    raise ModelLoadError(f"{path}: weights/{i}.npy is corrupt ({type(e).__name__}: {e})") from None
                 v = Graph.constant(c["name"], data)
                 v.meta = _from_json(c["meta"])
                 consts.append(v)
@@ -108,7 +113,9 @@ def load(path: str | os.PathLike) -> Graph:
         raise
     except FileNotFoundError:
         raise ModelLoadError(f"{path}: no such file") from None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, ValueError, EOFError, OSError) as e:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, ValueError, EOFError, OSError,
+            TypeError, AttributeError,  # graph.json that is not an object of lists
+            NotImplementedError, RuntimeError, zlib.error) as e:  # unknown compression, encrypted, bad deflate
         raise ModelLoadError(f"{path}: corrupt or truncated edgecc IR file ({e})") from None
 
     try:
@@ -138,7 +145,7 @@ def load(path: str | os.PathLike) -> Graph:
             g.nodes.append(n)
         g.outputs = [resolve(r) for r in doc["outputs"]]
         verify(g)
-    except (KeyError, TypeError, ValueError, IndexError) as e:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
         raise ModelLoadError(f"{path}: malformed graph description ({e!r})") from None
     except VerifyError as e:
         raise ModelLoadError(f"{path}: graph does not verify: {e}") from None
