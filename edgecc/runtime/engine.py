@@ -19,10 +19,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..compiler.ir import Graph, Node
-from ..errors import EdgeccError, InputError, ShapeError
+from ..errors import EdgeccError, InputError
 from ..kernels import binary as B
 from ..kernels.reference import IMPLS
-from .interpreter import check_inputs
+from .interpreter import execute, reference_kernel
 
 NATIVE_OPS = ("binary_conv2d", "binary_linear")
 
@@ -85,33 +85,14 @@ class Engine:
         if missing:
             raise EdgeccError(f"graph {graph.name!r}: no kernel for op(s) {missing}")
 
+    def _kernel(self, node: Node):
+        layer = self.binary.get(id(node))
+        if layer is None:
+            return reference_kernel(node)
+        return lambda ins: [layer(ins[0], ins[2], ins[3], ins[4] if len(ins) == 5 else None)]
+
     def __call__(self, *arrays) -> list[np.ndarray]:
-        graph = self.graph
-        env = {id(v): a for v, a in zip(graph.inputs, check_inputs(graph, arrays))}
-        last_use = {id(v): i for i, n in enumerate(graph.nodes) for v in n.inputs}
-        keep = {id(v) for v in graph.outputs}
-        for i, n in enumerate(graph.nodes):
-            ins = [v.data if v.is_constant else env[id(v)] for v in n.inputs]
-            try:
-                if id(n) in self.binary:
-                    outs = [self.binary[id(n)](ins[0], ins[2], ins[3], ins[4] if len(ins) == 5 else None)]
-                else:
-                    outs = IMPLS[n.op](ins, n.attrs)
-            except (InputError, ShapeError) as e:   # say which node the kernel rejected
-                raise type(e)(f"node {n.name!r} (op {n.op}): {e}") from e
-            except EdgeccError:
-                raise
-            except Exception as e:  # a kernel bug or bad data: name the node, keep the cause
-                raise EdgeccError(f"node {n.name!r} (op {n.op}) failed: {type(e).__name__}: {e}") from e
-            for v, arr in zip(n.outputs, outs):
-                if tuple(arr.shape) != v.shape or arr.dtype != v.dtype.numpy:
-                    raise EdgeccError(f"node {n.name!r} (op {n.op}): kernel produced {arr.dtype}"
-                                      f"{list(arr.shape)}, IR says {v.type}")
-                env[id(v)] = arr
-            for v in n.inputs:   # free activations nobody reads any more
-                if last_use.get(id(v)) == i and id(v) not in keep and not v.is_constant:
-                    env.pop(id(v), None)
-        return [v.data.copy() if v.is_constant else env[id(v)] for v in graph.outputs]
+        return execute(self.graph, arrays, self._kernel)
 
 
 def run(graph: Graph, *arrays, threads: int = 0, isa: str = "") -> list[np.ndarray]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..compiler.ir import Graph
-from ..errors import EdgeccError, InputError
+from ..errors import EdgeccError, InputError, ShapeError
 from ..kernels.reference import IMPLS
 
 
@@ -26,20 +26,20 @@ def check_inputs(graph: Graph, arrays) -> list[np.ndarray]:
     return out
 
 
-def interpret(graph: Graph, *arrays) -> list[np.ndarray]:
+def execute(graph: Graph, arrays, kernel_for) -> list[np.ndarray]:
+    """Run the nodes in order; `kernel_for(node)` gives `fn(input arrays) -> outputs`.
+    Shared by the reference interpreter and the engine: checks every output against
+    the IR type, names the node on failure, frees activations after their last use."""
     env: dict[int, np.ndarray] = {id(v): a for v, a in zip(graph.inputs, check_inputs(graph, arrays))}
-    last_use = {}
-    for i, n in enumerate(graph.nodes):
-        for v in n.inputs:
-            last_use[id(v)] = i
+    last_use = {id(v): i for i, n in enumerate(graph.nodes) for v in n.inputs}
     keep = {id(v) for v in graph.outputs}
     for i, n in enumerate(graph.nodes):
-        fn = IMPLS.get(n.op)
-        if fn is None:
-            raise EdgeccError(f"node {n.name!r}: the reference interpreter has no kernel for op {n.op!r}")
+        fn = kernel_for(n)
         ins = [v.data if v.is_constant else env[id(v)] for v in n.inputs]
         try:
-            outs = fn(ins, n.attrs)
+            outs = fn(ins)
+        except (InputError, ShapeError) as e:  # say which node the kernel rejected
+            raise type(e)(f"node {n.name!r} (op {n.op}): {e}") from e
         except EdgeccError:
             raise
         except Exception as e:  # a kernel bug or bad data: name the node, keep the cause
@@ -53,3 +53,14 @@ def interpret(graph: Graph, *arrays) -> list[np.ndarray]:
             if last_use.get(id(v)) == i and id(v) not in keep and not v.is_constant:
                 env.pop(id(v), None)
     return [v.data.copy() if v.is_constant else env[id(v)] for v in graph.outputs]
+
+
+def reference_kernel(node):
+    fn = IMPLS.get(node.op)
+    if fn is None:
+        raise EdgeccError(f"node {node.name!r}: the reference interpreter has no kernel for op {node.op!r}")
+    return lambda ins: fn(ins, node.attrs)
+
+
+def interpret(graph: Graph, *arrays) -> list[np.ndarray]:
+    return execute(graph, arrays, reference_kernel)
