@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Graph, Node
+from .fold_batchnorm import bn_scale_shift
 from .manager import log_change
 
 NAME = "fold_activation_into_thresholds"
@@ -62,15 +63,12 @@ def _rethreshold(src: Node, layer: Node) -> tuple[np.ndarray | None, str | None]
         return t, None
     if not all(v.is_constant for v in src.inputs[1:]):
         return None, "BN parameters are not all constants"
-    gamma, beta, mean, var = (v.data.astype(np.float64) for v in src.inputs[1:])
-    var = var + src.attrs["eps"]
-    if not np.all(var > 0):
+    if not np.all(src.inputs[4].data.astype(np.float64) + src.attrs["eps"] > 0):
         return None, "var + eps is not positive for every channel"
-    s = gamma / np.sqrt(var)
+    s, shift = bn_scale_shift(src)
     if not np.all(s > 0):
         bad = np.flatnonzero(s <= 0)[:8].tolist()
         return None, f"BN scale is not positive for channel(s) {bad} (would reverse the comparisons)"
-    shift = beta - mean * s
     new_t = (t - shift[:, None]) / s[:, None]
     if not np.all(np.diff(new_t, axis=1) > 0) or not np.all(np.isfinite(new_t.astype(np.float32))):
         return None, "rescaled thresholds are not finite and strictly increasing in float32"

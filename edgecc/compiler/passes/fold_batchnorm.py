@@ -75,11 +75,16 @@ def _blocked(graph: Graph, bn: Node, target: Node | None, uses) -> str | None:
     return None
 
 
-def _fold(graph: Graph, bn: Node, target: Node) -> None:
+def bn_scale_shift(bn: Node) -> tuple[np.ndarray, np.ndarray]:
+    """Inference BN as y = s * x + shift, in float64 (parameters must be constants and
+    var + eps > 0: callers check and log why not)."""
     gamma, beta, mean, var = (v.data.astype(np.float64) for v in bn.inputs[1:])
-    eps = bn.attrs["eps"]
-    s = gamma / np.sqrt(var + eps)
-    shift = beta - mean * s
+    s = gamma / np.sqrt(var + bn.attrs["eps"])
+    return s, beta - mean * s
+
+
+def _fold(graph: Graph, bn: Node, target: Node) -> None:
+    s, shift = bn_scale_shift(bn)
     w = target.inputs[1]
     dt = w.data.dtype
     wd = w.data.astype(np.float64)
@@ -109,7 +114,7 @@ def _fold(graph: Graph, bn: Node, target: Node) -> None:
         target.attrs["beta"] = 1.0
 
     target.meta["folded_bn"] = {
-        "node": bn.name, "eps": float(eps),
+        "node": bn.name, "eps": float(bn.attrs["eps"]),
         **{k: v.data.copy() for k, v in zip(("scale", "bias", "mean", "var"), bn.inputs[1:])},
     }
     y = bn.outputs[0]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Graph, Node, Value
+from .fold_batchnorm import bn_scale_shift
 from .manager import log_change
 
 
@@ -26,12 +27,9 @@ def _bn_affine(bn: Node) -> tuple[np.ndarray, np.ndarray] | None:
     """(scale, shift) of an inference BN in float64, None if it is not foldable."""
     if not all(v.is_constant for v in bn.inputs[1:]):
         return None
-    gamma, beta, mean, var = (v.data.astype(np.float64) for v in bn.inputs[1:])
-    var = var + bn.attrs["eps"]
-    if not np.all(var > 0):
+    if not np.all(bn.inputs[4].data.astype(np.float64) + bn.attrs["eps"] > 0):
         return None
-    s = gamma / np.sqrt(var)
-    return s, beta - mean * s
+    return bn_scale_shift(bn)
 
 
 def _stats(bn: Node) -> dict:

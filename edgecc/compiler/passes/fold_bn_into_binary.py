@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Graph, Node
+from .fold_batchnorm import bn_scale_shift
 from .manager import log_change
 
 NAME = "fold_bn_into_binary"
@@ -67,10 +68,8 @@ def _blocked(graph: Graph, bn: Node, layer: Node) -> str | None:
 
 
 def _fold(graph: Graph, bn: Node, layer: Node) -> None:
-    gamma, beta, mean, var = (v.data.astype(np.float64) for v in bn.inputs[1:])
+    s, shift = bn_scale_shift(bn)
     eps = bn.attrs["eps"]
-    s = gamma / np.sqrt(var + eps)
-    shift = beta - mean * s
     phi = layer.inputs[2].data.astype(np.float64) * s[:, None, None]
     bias = layer.inputs[4].data.astype(np.float64) * s + shift if len(layer.inputs) == 5 else shift
     taken = graph._names()
