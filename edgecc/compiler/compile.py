@@ -159,7 +159,8 @@ def compile(model, outdir, *, scheme: str = "fp32", target: str = "host", run_pa
         build_info = (f"edgecc {__version__}; model {graph.name}; target {tgt.name} ({' '.join(tgt.march)}); "
                       f"kernel isa {tgt.isa_request or 'auto'}; cpu flags {','.join(tgt.required_flags) or 'x86-64'}")
         _say(log, "[4/5] codegen + build (g++)")
-        gen = C.generate(graph, isa_request=tgt.isa_request, required_flags=tgt.required_flags,
+        gen = C.generate(graph, options=C.CodegenOptions(isa_request=tgt.isa_request),
+                         required_flags=tgt.required_flags,
                          build_info=build_info, weights_path="weights.bin")
         weights_path.write_bytes(gen.weights)
         (src / "model.cpp").write_text(gen.model_cpp)

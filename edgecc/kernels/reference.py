@@ -385,3 +385,25 @@ def _aw_conv2d(ins, a):
                  w.astype(np.float64) * (1.0 + att[i].astype(np.float64)[:, None]), **geo)
           for i in range(x.shape[0])]
     return [np.concatenate(ys).astype(x.dtype)]
+
+
+def quantize_activation(x, x_scale, qmax):
+    """The qconv2d input quantizer (ops.py): float32 multiply by the float32 reciprocal,
+    round half to even, clip to +-qmax, NaN -> 0."""
+    inv = np.float32(1) / np.float32(x_scale)
+    q = np.rint(x.astype(np.float32) * inv)
+    q = np.nan_to_num(q, nan=0.0, posinf=qmax, neginf=-qmax)
+    return np.clip(q, -qmax, qmax).astype(np.int64)
+
+
+@impl("qconv2d")
+def _qconv2d(ins, a):
+    x, w, scale, bias = ins
+    qmax = 127 if w.dtype == np.int8 else 32767
+    q = quantize_activation(x, a["x_scale"], qmax)
+    acc = conv2d(q, w.astype(np.int64), strides=a["strides"], pads=a["pads"], dilations=a["dilations"],
+                 groups=a["groups"], out_dtype=np.int64)
+    o = w.shape[0]
+    y = (acc.astype(np.float64) * scale.astype(np.float64).reshape(1, o, 1, 1)
+         + bias.astype(np.float64).reshape(1, o, 1, 1)).astype(np.float32)
+    return [np.maximum(y, np.float32(0)) if a["relu"] else y]

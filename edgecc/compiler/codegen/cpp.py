@@ -86,10 +86,20 @@ class Step:
     stored_bytes: int = 0   # the layer's constants as embedded
 
 
+@dataclass
+class CodegenOptions:
+    """Choices of `edgecc compile` that reach the emitters."""
+    isa_request: str = ""    # "" = EDGECC_ISA or the best the CPU has
+    onednn: bool = False     # float conv / gemm through oneDNN instead of edgecc's own kernels
+    tune: bool = False       # integer convs: time DFNT and direct on this machine, keep the faster
+    layer_kernels: dict[str, str] = field(default_factory=dict)   # node name -> forced kernel
+
+
 class Emitter:
-    def __init__(self, graph: Graph, isa_request: str):
+    def __init__(self, graph: Graph, options: CodegenOptions):
         self.graph = graph
-        self.isa_request = isa_request
+        self.options = options
+        self.isa_request = options.isa_request
         self.weights = Weights()
         self.input_index = {id(v): i for i, v in enumerate(graph.inputs)}
         self.output_index = {}
@@ -477,10 +487,11 @@ def _desc_table(prefix: str, values: list[Value]) -> list[str]:
     return lines
 
 
-def generate(graph: Graph, *, isa_request: str, required_flags: list[str], build_info: str,
+def generate(graph: Graph, *, options: CodegenOptions, required_flags: list[str], build_info: str,
              weights_path: str) -> GeneratedModel:
     """Emit the sources of `graph` (check_supported must have passed)."""
-    e = Emitter(graph, isa_request)
+    isa_request = options.isa_request
+    e = Emitter(graph, options)
     scratch = _scratch_sizes(graph)
     plan = _plan(graph, e, scratch)
     e.plan = plan

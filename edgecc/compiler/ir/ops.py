@@ -45,6 +45,14 @@ then all ends, one pair per dimension.
 | resize | x[N,C,H,W] | mode (nearest, linear), size (oh, ow), scale (sh, sw) or None = size/input, coord_mode, nearest_mode |
 | indexed_conv2d | x[N,C,H,W], w[O,K,kh,kw], bias[O]? | ranges (per output group: its input-channel ranges ((start, end), ...), K channels in all), strides, pads, dilations |
 | aw_conv2d | x[N,C1,H,W], w[C2,C1,kh,kw], a[N,C2,kh,kw] | strides, pads, dilations: y[n] = conv(x[n], w * (1 + a[n] broadcast over C1)) |
+| qconv2d | x[N,C,H,W] f32, w[O,C/g,kh,kw] i8/i16, scale[O] f32, bias[O] f32 | strides, pads, dilations, groups, x_scale, relu (see below) |
+
+Integer convolution `qconv2d` (int8 / int16 schemes), every step exact and ordered:
+    q   = clip(rint(x * (float32(1) / float32(x_scale))), -qmax, qmax)   float32, half to even; NaN -> 0
+    acc = conv(q, w) in integers (no overflow: checked where it is compiled)
+    y   = float32(float64(acc) * float64(scale[o]) + float64(bias[o]))     then max(y, 0) if relu
+qmax = 127 for i8 weights, 32767 for i16; scale[o] = x_scale * w_scale[o] (per-channel
+symmetric weights), bias carries the folded batch norm.
 """
 from __future__ import annotations
 
@@ -571,6 +579,26 @@ def _indexed_conv2d(ts, a):
     if not (x.dtype.is_float and w.dtype.is_float):
         _fail(f"x and weight must be float, got {x.dtype} and {w.dtype}")
     return [TensorType((x.shape[0], o) + _out_hw(x, kh, kw, a), x.dtype)]
+
+
+@register_op("qconv2d", 4, 4, strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1), groups=1,
+             x_scale=REQUIRED, relu=False)
+def _qconv2d(ts, a):
+    x, w, scale, bias = ts
+    if not x.dtype.is_float:
+        _fail(f"x must be float, got {x.dtype}")
+    if w.dtype not in (DType.i8, DType.i16):
+        _fail(f"weight must be i8 or i16, got {w.dtype}")
+    xs = float(a["x_scale"])
+    if not (math.isfinite(xs) and xs > 0):
+        _fail(f"x_scale must be a positive finite number, got {a['x_scale']}")
+    a["x_scale"], a["relu"] = float(np.float32(xs)), bool(a["relu"])
+    (conv_t,) = _conv2d([x, TensorType(w.shape, DType.f32)], a)
+    o = w.shape[0]
+    for name, t in (("scale", scale), ("bias", bias)):
+        if t.shape != (o,) or t.dtype != DType.f32:
+            _fail(f"{name} must be f32 [{o}], got {t.dtype} {list(t.shape)}")
+    return [TensorType(conv_t.shape, DType.f32)]
 
 
 @register_op("aw_conv2d", 3, 3, strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1))
