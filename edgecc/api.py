@@ -12,7 +12,7 @@ from .errors import ModelLoadError
 
 def load(model, example_inputs: Sequence | None = None,
          input_shapes: dict[str, Sequence[int]] | None = None) -> Graph:
-    """A path to .onnx / .ecir, an onnx.ModelProto, or a torch.nn.Module with example
+    """A path to .onnx / .ecir / .pt (torch.export archive), an onnx.ModelProto, or a torch.nn.Module with example
     inputs (a tuple of tensors) -> the verified IR graph. `input_shapes` fixes symbolic
     dimensions of ONNX inputs by input name."""
     if isinstance(model, (str, os.PathLike)):
@@ -26,7 +26,11 @@ def load(model, example_inputs: Sequence | None = None,
         if ext == ".ecir":
             from .compiler.ir import load as load_ecir
             return load_ecir(path)
-        raise ModelLoadError(f"{path}: unknown model file type {ext!r} (expected .onnx or .ecir)")
+        if ext in (".pt", ".pt2"):
+            from .compiler.frontends.torch import import_exported_program
+            return import_exported_program(path)
+        raise ModelLoadError(f"{path}: unknown model file type {ext!r} (expected .onnx, .ecir or a "
+                             "torch.export archive .pt / .pt2)")
     if type(model).__module__.startswith("onnx"):
         from .compiler.frontends.onnx import import_onnx
         return import_onnx(model, input_shapes)

@@ -3,7 +3,8 @@
     edgecc inspect MODEL [--json] [--passes] [--input-shape NAME=1,3,224,224]
     edgecc import MODEL -o OUT.ecir [--no-passes] [--input-shape ...]
     edgecc analyze MODEL [--cost | --pa M,N] [--memory --batch B] [--3drf] [--organize] [--json]
-    edgecc compile MODEL --scheme fp32|pa -o OUTDIR [--target host|avx512|avx2|generic]
+    edgecc compile MODEL --scheme fp32|int8|int16|pa|binary -o OUTDIR [--target host|avx512|avx2|generic]
+                   [--pa M,N] [--calib DATA.npz|data-free] [--tune] [--no-onednn] [--override FILE.json]
     edgecc run OUTDIR --input X.npy [--expected Y.npy --atol A --rtol R]
 
 Each subcommand is a pair: `_add_<cmd>(subparsers)` declares its arguments and
@@ -239,18 +240,40 @@ def _cmd_analyze(args) -> int:
 def _add_compile(sub) -> None:
     p = sub.add_parser("compile", help="compile a model into model.so + model.h + model.json")
     _add_model_args(p)
-    p.add_argument("--scheme", choices=("fp32", "pa"), default="fp32",
-                   help="fp32: float model; pa: the model holds binary_conv2d/binary_linear nodes")
+    p.add_argument("--scheme", choices=("fp32", "int8", "int16", "pa", "binary"), default="fp32",
+                   help="fp32: float kernels; int8/int16: integer convs (needs --calib); pa: PA(M,N) "
+                        "binary kernels (the model's own PA layers, or a post-training conversion of a "
+                        "float model); binary: sign-binarized (+-1) layers")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="directory to write")
     p.add_argument("--target", choices=("host", "avx512", "avx2", "generic"), default="host",
                    help="instruction set the library is built for (host: -march=native)")
+    p.add_argument("--pa", default="4,5", metavar="M,N",
+                   help="weight and activation bases of the post-training PA conversion (default 4,5)")
+    p.add_argument("--calib", metavar="DATA.npz|data-free",
+                   help="calibration samples (one array per model input, N first) or data-free: inputs "
+                        "synthesized from the model's batch-norm statistics")
+    p.add_argument("--tune", action="store_true",
+                   help="time DFNT and the direct integer kernel per conv on this machine, keep the faster")
+    p.add_argument("--no-onednn", action="store_true",
+                   help="float layers with edgecc's own kernels: a library with no oneDNN dependency")
+    p.add_argument("--override", metavar="FILE.json",
+                   help='per-layer choices: {"layers": {"NODE": {"precision": "fp32"} or '
+                        '{"kernel": "direct"|"dfnt"}}}')
 
 
 def _cmd_compile(args) -> int:
     from .compiler.compile import compile as compile_model
 
+    try:
+        bases = tuple(int(v) for v in args.pa.split(","))
+    except ValueError:
+        bases = ()
+    if len(bases) != 2:
+        raise UsageError(f"--pa {args.pa!r}: expected M,N (two integers), e.g. --pa 4,5")
     graph = _load_model(args)
-    meta = compile_model(graph, args.output, scheme=args.scheme, target=args.target, log=print)
+    meta = compile_model(graph, args.output, scheme=args.scheme, target=args.target, pa_bases=bases,
+                         calib=args.calib, tune=args.tune, onednn=False if args.no_onednn else None,
+                         overrides=args.override, source_path=args.model, log=print)
     print(f"wrote {args.output}: model.so, model.h, model.json "
           f"(workspace {meta['memory_plan']['arena_bytes']:,} bytes)")
     return 0

@@ -128,8 +128,8 @@ def test_cli_compile_ecir_and_run_with_expected(cnn, tmp_path, capsys):
     assert "-> ok" in capsys.readouterr().out
     assert cli(run + ["--expected", str(tmp_path / "bad.npy")]) == 1
     assert "MISMATCH" in capsys.readouterr().out
-    assert cli(["compile", str(tmp_path / "cnn.ecir"), "--scheme", "pa", "-o", str(out)]) == 1
-    assert "no binary_conv2d" in capsys.readouterr().err
+    assert cli(["compile", str(tmp_path / "cnn.ecir"), "--scheme", "int8", "-o", str(out)]) == 1
+    assert "needs calibration data" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="needs a C compiler")
@@ -182,6 +182,6 @@ def test_api_rejects_bad_arguments(tmp_path):
     x = g.add_input("x", (1, 4))
     g.outputs = [g.add_node("relu", [x]).outputs[0]]
     with pytest.raises(edgecc.errors.InputError, match="scheme"):
-        compile_model(g, tmp_path / "a", scheme="int8")
+        compile_model(g, tmp_path / "a", scheme="int4")
     with pytest.raises(edgecc.errors.InputError, match="target"):
         compile_model(g, tmp_path / "a", target="arm")

@@ -1,9 +1,12 @@
 """`edgecc compile`: a model -> a directory with model.so, model.h, model.json.
 
-    compile(model, outdir, *, scheme="fp32"|"pa", target="host"|"avx512"|"avx2"|"generic")
+    compile(model, outdir, *, scheme="fp32"|"int8"|"int16"|"pa"|"binary",
+            target="host"|"avx512"|"avx2"|"generic", pa_bases=(M, N), calib=None,
+            tune=False, onednn=None, overrides=None)
 
-Steps: [1/5] import (a path to .onnx / .ecir, or an IR Graph), [2/5] passes
-(default_pipeline), [3/5] plan (supported-op check, memory plan), [4/5] codegen + build
+Steps: [1/5] import (a path to .onnx / .ecir / .pt, an IR Graph, or a torch module with
+example_inputs), [2/5] scheme + passes (schemes.py: binarization or integer
+quantization, default_pipeline), [3/5] plan (supported-op check, memory plan), [4/5] codegen + build
 (g++), [5/5] metadata (model.json with every layer, its kernel and why, the memory
 plan, versions, SHA-256 of the weights section and of model.so). Everything is built
 in a temporary sibling directory and moved into place at the end, so a failure never
@@ -27,10 +30,11 @@ from .. import __version__
 from ..errors import EdgeccError, InputError
 from .codegen import build as B
 from .codegen import cpp as C
+from . import schemes as S
 from .ir import Graph
 from .ir import save as save_ecir
 
-SCHEMES = ("fp32", "pa")
+SCHEMES = S.SCHEMES
 ARTIFACTS = ("model.so", "model.h", "model.json", "model_api.h")
 
 
@@ -39,24 +43,81 @@ def _say(log: Callable[[str], None] | None, msg: str) -> None:
         log(msg)
 
 
-def _load(model) -> Graph:
+def _source_of(path) -> dict:
+    path = os.path.abspath(os.fspath(path))
+    fmt = {".onnx": "onnx", ".ecir": "ecir", ".pt": "pt", ".pt2": "pt"}.get(Path(path).suffix.lower(), "?")
+    return {"format": fmt, "path": path}
+
+
+def _load(model, example_inputs) -> tuple[Graph, dict]:
+    """-> (graph, where it came from)."""
     if isinstance(model, Graph):
-        return copy.deepcopy(model)     # the passes rewrite in place; keep the caller's graph
+        # the passes rewrite in place; keep the caller's graph
+        return copy.deepcopy(model), {"format": "graph", "name": model.name}
+    from ..api import load
     if isinstance(model, (str, os.PathLike)):
-        from ..api import load
-        return load(model)
-    raise InputError(f"compile: model must be a path to .onnx / .ecir or an edgecc Graph, "
-                     f"got {type(model).__name__}")
+        return load(os.fspath(model)), _source_of(model)
+    if hasattr(model, "named_modules") and example_inputs is not None:
+        return load(model, example_inputs), {"format": "torch.nn.Module", "name": type(model).__name__}
+    raise InputError(f"compile: model must be a path to .onnx / .ecir / .pt, an edgecc Graph, or a "
+                     f"torch.nn.Module with example_inputs, got {type(model).__name__}")
 
 
-def _check_scheme(graph: Graph, scheme: str) -> None:
-    binary = [n.name for n in graph.nodes if n.op in C.BINARY_OPS]
-    if scheme == "pa" and not binary:
-        raise EdgeccError("--scheme pa: the model has no binary_conv2d / binary_linear nodes; export a PA "
-                          "model (edgecc.compiler.quant.export.exportable + edgecc.load) or use --scheme fp32")
+def _apply_scheme(graph: Graph, scheme: str, pa_bases, calib, overrides: S.Overrides, run_passes: bool,
+                  log) -> tuple[Graph, dict]:
+    """Binarize / quantize the float layers of `graph` as `scheme` asks and run the passes;
+    returns the graph to compile and the scheme's report for model.json."""
+    from .passes import default_pipeline
+    binary = S.binary_nodes(graph)
+    listed = f"{', '.join(binary[:4])}{' ...' if len(binary) > 4 else ''}"
+    report: dict = {"scheme": scheme}
     if scheme == "fp32" and binary:
-        raise EdgeccError(f"--scheme fp32: the model holds {len(binary)} binary layer(s) "
-                          f"({', '.join(binary[:4])}{' ...' if len(binary) > 4 else ''}); use --scheme pa")
+        raise EdgeccError(f"--scheme fp32: the model holds {len(binary)} binary layer(s) ({listed}); "
+                          "use --scheme pa or binary")
+    if scheme in ("int8", "int16") and binary:
+        raise EdgeccError(f"--scheme {scheme}: the model already holds {len(binary)} binary layer(s) "
+                          f"({listed}); integer quantization takes a float model")
+    batches = S.load_calibration(calib, graph)
+    if scheme in ("pa", "binary") and binary:
+        report["conversion"] = "the model's own binary layers (trained and exported)"
+        if scheme == "binary":
+            bad = [n.name for n in graph.nodes if n.op in S.BINARY_OPS and
+                   (n.inputs[1].shape[0] != 1 or n.inputs[3].shape[1] != 1)]
+            if bad:
+                raise EdgeccError(f"--scheme binary: layer(s) {', '.join(bad[:4])} have several bases "
+                                  "(a PA / ABC-Net model); use --scheme pa")
+    elif scheme in ("pa", "binary"):
+        if batches is None:
+            batches = S.DATA_FREE
+        if batches == S.DATA_FREE:
+            _say(log, "      calibration: data-free (inputs synthesized from the batch-norm statistics)")
+            batches = S.synthesize(graph)
+        m, n = pa_bases if scheme == "pa" else (1, 1)
+        _say(log, f"      post-training {'PA(%d,%d)' % (m, n) if scheme == 'pa' else 'sign'} conversion "
+                  f"of the float model (no fine-tuning)")
+        graph = S.binarize(graph, scheme, m, n, batches)
+        report["conversion"] = (f"post-training {'PA(%d,%d)' % (m, n) if scheme == 'pa' else 'sign'} "
+                                f"conversion, {len(S.binary_nodes(graph))} binary layers, calibrated on "
+                                f"{len(batches)} batch(es); no fine-tuning")
+    elif scheme in ("int8", "int16"):
+        if batches is None:
+            raise EdgeccError(f"--scheme {scheme} needs calibration data: --calib data.npz or "
+                              "--calib data-free")
+        if batches == S.DATA_FREE:
+            _say(log, "      calibration: data-free (inputs synthesized from the batch-norm statistics)")
+            batches = S.synthesize(graph)
+            report["calibration"] = f"data-free, {sum(b[0].shape[0] for b in batches)} synthesized samples"
+        else:
+            report["calibration"] = f"{sum(b[0].shape[0] for b in batches)} samples"
+    if run_passes:
+        default_pipeline().run(graph)
+    S.check_override_names(overrides, graph, scheme)
+    if scheme in ("int8", "int16"):
+        from .quant.int_quant import quantize_int
+        _say(log, f"      {scheme} quantization: per-channel weights, per-tensor activations")
+        graph, report["layers"] = quantize_int(graph, bits=int(scheme[3:]), calib=batches,
+                                               skip=tuple(sorted(overrides.float_layers)))
+    return graph, report
 
 
 def _prepare_outdir(outdir: Path) -> None:
@@ -131,22 +192,30 @@ def format_summary(s: dict) -> str:
     return "\n".join(f"  {k.ljust(w)}  {v}" for k, v in rows)
 
 
-def compile(model, outdir, *, scheme: str = "fp32", target: str = "host", run_passes: bool = True,
-            log: Callable[[str], None] | None = None) -> dict:
-    """Compile `model` into `outdir`; returns the model.json contents (with "summary")."""
+def compile(model, outdir, *, scheme: str = "fp32", target: str = "host", pa_bases=(4, 5), calib=None,
+            tune: bool = False, onednn: bool | None = None, overrides=None, example_inputs=None,
+            run_passes: bool = True, source_path=None, log: Callable[[str], None] | None = None) -> dict:
+    """Compile `model` into `outdir`; returns the model.json contents (with "summary").
+
+    pa_bases: (M, N) for the post-training PA conversion of a float model; calib: see
+    schemes.py; tune: time DFNT and direct per integer conv on this machine; onednn:
+    float layers through oneDNN (None: when it is installed); overrides: per-layer JSON;
+    source_path: the file a given Graph was loaded from (recorded for `edgecc bench --compare`)."""
     if scheme not in SCHEMES:
         raise InputError(f"scheme={scheme!r}: expected one of {', '.join(SCHEMES)}")
     if target not in B.TARGETS:
         raise InputError(f"target={target!r}: expected one of {', '.join(B.TARGETS)}")
+    m, n = _check_bases(pa_bases)
+    ov = S.load_overrides(overrides)
     outdir = Path(outdir).resolve()
     _prepare_outdir(outdir)
     _say(log, "[1/5] import")
-    graph = _load(model)
-    _check_scheme(graph, scheme)
-    _say(log, "[2/5] passes")
-    if run_passes:
-        from .passes import default_pipeline
-        default_pipeline().run(graph)
+    graph, source = _load(model, example_inputs)
+    if source_path is not None:
+        source = _source_of(source_path)
+    _say(log, f"[2/5] scheme {scheme} + passes")
+    graph, scheme_report = _apply_scheme(graph, scheme, (m, n), calib, ov, run_passes, log)
+    use_onednn = _resolve_onednn(onednn, log)
     _say(log, "[3/5] plan: supported ops, memory")
     C.check_supported(graph)
     tgt = B.resolve_target(target)
@@ -159,7 +228,9 @@ def compile(model, outdir, *, scheme: str = "fp32", target: str = "host", run_pa
         build_info = (f"edgecc {__version__}; model {graph.name}; target {tgt.name} ({' '.join(tgt.march)}); "
                       f"kernel isa {tgt.isa_request or 'auto'}; cpu flags {','.join(tgt.required_flags) or 'x86-64'}")
         _say(log, "[4/5] codegen + build (g++)")
-        gen = C.generate(graph, options=C.CodegenOptions(isa_request=tgt.isa_request),
+        options = C.CodegenOptions(isa_request=tgt.isa_request, onednn=use_onednn, tune=tune,
+                                   layer_kernels=dict(ov.kernels))
+        gen = C.generate(graph, options=options,
                          required_flags=tgt.required_flags,
                          build_info=build_info, weights_path="weights.bin")
         weights_path.write_bytes(gen.weights)
@@ -173,6 +244,9 @@ def compile(model, outdir, *, scheme: str = "fp32", target: str = "host", run_pa
         _say(log, "[5/5] metadata")
         lib_bytes = (tmp / "model.so").stat().st_size
         meta = _metadata(graph, gen, tgt, scheme, build_info, tmp / "model.so", lib_bytes)
+        meta.update(source=source, scheme_report=scheme_report,
+                    options={"tune": tune, "onednn": use_onednn, "overrides": {
+                        "fp32": sorted(ov.float_layers), "kernels": ov.kernels}})
         (tmp / "model.json").write_text(json.dumps(meta, indent=1))
         _install(tmp, outdir)
     except BaseException:
@@ -180,6 +254,32 @@ def compile(model, outdir, *, scheme: str = "fp32", target: str = "host", run_pa
         raise
     _say(log, format_summary(meta["summary"]))
     return meta
+
+
+def _check_bases(pa_bases) -> tuple[int, int]:
+    try:
+        m, n = (int(v) for v in pa_bases)
+    except (TypeError, ValueError):
+        raise InputError(f"pa_bases={pa_bases!r}: expected (M, N), two integers") from None
+    if not (1 <= m <= 8 and 1 <= n <= 8):
+        raise InputError(f"pa_bases=({m}, {n}): M and N must be between 1 and 8")
+    return m, n
+
+
+def _resolve_onednn(onednn: bool | None, log) -> bool:
+    try:
+        from .codegen.onednn import available
+    except ImportError:
+        def available():
+            return False
+    if onednn is None:
+        onednn = available()
+        if not onednn:
+            _say(log, "      oneDNN not installed: float layers use edgecc's own kernels")
+    elif onednn and not available():
+        raise EdgeccError("onednn=True (the default of `edgecc compile`): oneDNN is not installed "
+                          "(pip install onednn onednn-devel) - or compile with --no-onednn")
+    return bool(onednn)
 
 
 def _metadata(graph, gen, tgt, scheme, build_info, lib: Path, lib_bytes: int) -> dict:

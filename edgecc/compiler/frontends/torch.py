@@ -10,6 +10,7 @@ dtypes) of the example inputs.
 """
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 
 import numpy as np
@@ -35,6 +36,26 @@ def import_torch(module: torch.nn.Module, example_inputs: tuple) -> Graph:
     ep = _export(module, example_inputs)
     _scan(ep.graph)
     graph = _Importer(ep, type(module).__name__).run()
+    verify(graph)
+    return graph
+
+
+def import_exported_program(path) -> Graph:
+    """A torch.export archive (`torch.export.save(ep, "model.pt")`) -> the verified IR
+    graph, specialized to the shapes the program was exported with."""
+    from ..quant import export as _binary_ops  # noqa: F401  (registers edgecc:: ops archives may hold)
+    try:
+        ep = torch.export.load(path)
+    except Exception as e:
+        raise ModelLoadError(f"{path}: not a torch.export archive (save one with torch.export.save): "
+                             f"{type(e).__name__}: {str(e).strip()[:300]}") from e
+    try:
+        ep = ep.run_decompositions({})
+    except Exception as e:
+        raise ModelLoadError(f"{path}: run_decompositions failed: {type(e).__name__}: {str(e)[:300]}") from e
+    _scan(ep.graph)
+    name = os.path.splitext(os.path.basename(os.fspath(path)))[0]
+    graph = _Importer(ep, name).run()
     verify(graph)
     return graph
 
