@@ -30,7 +30,6 @@ SCHEMES = ("fp32", "int8", "int16", "pa", "binary")
 BINARY_OPS = ("binary_conv2d", "binary_linear")
 KERNELS = ("direct", "dfnt")
 DATA_FREE = "data-free"
-DATA_FREE_SAMPLES = 32
 
 
 def binary_nodes(graph: Graph) -> list[str]:
@@ -150,7 +149,7 @@ def synthesize(graph: Graph, seed: int = 0) -> list[list[np.ndarray]]:
         raise InputError("--calib data-free needs batch norm statistics, and the model has no "
                          "batch_norm node (give --calib data.npz)")
     from .quant.data_free import synthesize_calibration
-    return synthesize_calibration(graph, DATA_FREE_SAMPLES, seed=seed)
+    return [[a] for a in synthesize_calibration(graph, seed=seed)]
 
 
 # ---- post-training binarization of a float model --------------------------------------
