@@ -6,6 +6,7 @@
     edgecc compile MODEL --scheme fp32|int8|int16|pa|binary -o OUTDIR [--target host|avx512|avx2|generic]
                    [--pa M,N] [--calib DATA.npz|data-free] [--tune] [--no-onednn] [--override FILE.json]
     edgecc run OUTDIR --input X.npy [--expected Y.npy --atol A --rtol R]
+    edgecc bench OUTDIR [--runs N] [--min-time T] [--max-time CAP] [--threads K] [--compare] [--plot P.png] [--json]
 
 Each subcommand is a pair: `_add_<cmd>(subparsers)` declares its arguments and
 `_cmd_<cmd>(args) -> exit code` runs it; register new ones in SUBCOMMANDS.
@@ -332,12 +333,81 @@ def _cmd_run(args) -> int:
     return 0 if ok else 1
 
 
+# ---- bench ----------------------------------------------------------------------
+def _add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="latency of a compiled model; --compare: against PyTorch and ONNX Runtime")
+    p.add_argument("outdir", metavar="OUTDIR", help="directory written by edgecc compile")
+    p.add_argument("--runs", type=int, default=20, help="at least this many timed runs (default 20)")
+    p.add_argument("--min-time", type=float, default=1.0, metavar="T",
+                   help="and at least T seconds of timed runs per engine (default 1)")
+    p.add_argument("--max-time", type=float, default=10.0, metavar="CAP",
+                   help="stop after CAP seconds per engine even if --runs is not reached (default 10)")
+    p.add_argument("--threads", type=int, default=1, help="threads for every engine (0 = OpenMP default; default 1)")
+    p.add_argument("--input", action="append", metavar="X.npy",
+                   help="input array, one per model input (default: seeded random normals)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.add_argument("--compare", action="store_true",
+                   help="also time PyTorch fp32/int8 and ONNX Runtime fp32/int8 on the source model")
+    p.add_argument("--plot", metavar="OUT.png", help="bar chart of median latency per engine (matplotlib)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+
+
+def _cmd_bench(args) -> int:
+    import json
+
+    from .runtime import bench as B
+    from .runtime.compiled import load as load_compiled
+
+    if args.runs < 1:
+        raise UsageError(f"--runs must be >= 1, got {args.runs}")
+    if args.min_time < 0 or args.max_time <= 0 or args.max_time < args.min_time:
+        raise UsageError(f"--min-time {args.min_time} / --max-time {args.max_time}: need "
+                         "0 <= min-time <= max-time and max-time > 0")
+    if args.threads < 0:
+        raise UsageError(f"--threads must be >= 0, got {args.threads}")
+    if not os.path.isdir(args.outdir):
+        from .errors import ModelLoadError
+        raise ModelLoadError(f"{args.outdir}: no such directory (expected the output of edgecc compile)")
+    if args.plot and not os.path.isdir(os.path.dirname(os.path.abspath(args.plot))):
+        raise UsageError(f"--plot {args.plot}: directory does not exist")
+    inputs = None
+    if args.input:
+        inputs = B.read_inputs(load_compiled(args.outdir), args.input)
+    report = B.bench(args.outdir, runs=args.runs, min_time=args.min_time, max_time=args.max_time,
+                     threads=args.threads, inputs=inputs, seed=args.seed)
+    rows = [B.report_row(report)]
+    if args.compare:
+        from .runtime.compare import compare_compiled
+        model = load_compiled(args.outdir, threads=report["threads"])
+        xs = inputs if inputs is not None else B.random_inputs(model, args.seed)
+        rows = compare_compiled(model, xs, threads=report["threads"], runs=args.runs,
+                                min_time=args.min_time, max_time=args.max_time)
+        report["compare"] = rows
+        report["versions"] = B.versions(model.meta, extra=("torch", "onnxruntime", "onnx"))
+    if args.plot:
+        from .runtime.compare import plot
+        plot(rows, args.plot, title=f"{report['model']} ({report['scheme']}), {report['threads']} thread(s)")
+        report["plot"] = args.plot
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return 0
+    print(B.format_report(report))
+    if args.compare:
+        from .runtime.compare import format_table
+        print()
+        print(format_table(rows))
+    if args.plot:
+        print(f"wrote {args.plot}")
+    return 0
+
+
 SUBCOMMANDS = {
     "inspect": (_add_inspect, _cmd_inspect),
     "import": (_add_import, _cmd_import),
     "analyze": (_add_analyze, _cmd_analyze),
     "compile": (_add_compile, _cmd_compile),
     "run": (_add_run, _cmd_run),
+    "bench": (_add_bench, _cmd_bench),
 }
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Long fuzz run of the importers, loaders and kernel entry points (tests/fuzz), at least
+# Long fuzz run of the importers, loaders, kernel entry points and the compiled-model C API (tests/fuzz), at least
 # 10,000 inputs per target; writes benchmarks/results/reliability.{json,md}.
 #   scripts/fuzz.sh [examples-per-target]   (default 10000)
 set -uo pipefail
@@ -79,5 +79,8 @@ for k, t in res["targets"].items():
 open(os.path.join(out, "reliability.md"), "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 PY
+# C API through ctypes (tests/fuzz/fuzz_c_api.py): appends its section to reliability.{md,json}
+.venv/bin/python tests/fuzz/fuzz_c_api.py --inputs "$N" --report "$OUT"; RC_CAPI=$?
 rm -rf "$STATS_DIR"
+[ "$RC_CAPI" -eq 0 ] || exit 1
 for target in onnx ecir torch kernels; do [ "${RC[$target]}" -eq 0 ] || exit 1; done

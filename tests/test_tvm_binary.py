@@ -89,7 +89,7 @@ def layer_specs(draw, word_bits=None):
 
 
 # ---- LLVM kernels vs the C++ engine --------------------------------------------------------
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(spec=layer_specs(), seed=st.integers(0, 2**16))
 def test_llvm_counts_bit_exact_vs_engine(spec, seed):
     x, t, wb, _, _ = _layer_data(spec, seed)
@@ -181,7 +181,8 @@ def test_graph_lowering_rejects_unsupported_ops():
         TvmGraph(g, "rocm")
 
 
-def test_binary_linear_through_tvm_matches_engine():
+@pytest.mark.parametrize("schedule", ["llvm", "tensorcore"])
+def test_binary_linear_through_tvm_matches_engine(schedule):
     from edgecc.compiler.codegen.tvm_graph import TvmGraph
     from edgecc.compiler.ir import Graph
     from edgecc.runtime.engine import Engine
@@ -195,7 +196,7 @@ def test_binary_linear_through_tvm_matches_engine():
     z = g.add_node("relu", [y], name="act").outputs[0]
     g.outputs = [z]
     xs = rng.normal(size=(3, 70)).astype(np.float32)
-    got = TvmGraph(g, "llvm")(xs)[0]
+    got = TvmGraph(g, "llvm", binary_schedule=schedule)(xs)[0]
     want = Engine(g, threads=1)(xs)[0]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * (np.abs(want).max() + 1))
 
@@ -244,6 +245,7 @@ def test_cuda_source_compiles_to_ptx_popc(cuda_sources, tmp_path):
 def test_cuda_whole_graph_builds(digits_graph):
     from edgecc.compiler.codegen.tvm_graph import TvmGraph
     graph, _ = digits_graph
-    mod = TvmGraph(graph, "cuda")
+    mod = TvmGraph(graph, "cuda", binary_schedule="popc")
     src = mod.executable.mod.imports[0].inspect_source()
     assert src.count("__popc(") >= 7   # one conv kernel per binary layer
+    assert {d["schedule"] for d in mod.layers if d["op"] == "binary_conv2d"} == {"cuda popc"}

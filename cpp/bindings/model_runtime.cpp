@@ -1,7 +1,8 @@
 // Python face of compiled models: dlopen a model.so built by `edgecc compile`, call its
 // C API (edgecc/model_api.h), numpy in / numpy out. Inputs are passed by pointer (the
 // Python side has checked dtype, shape and contiguity); outputs are fresh numpy arrays
-// the model writes into directly, so nothing is copied on either side.
+// the model writes into directly, so nothing is copied on either side. Calls on one
+// library object are serialized (run and the read of its error text under one lock).
 #include <dlfcn.h>
 #include <elf.h>
 #include <pybind11/numpy.h>
@@ -10,6 +11,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -77,9 +79,51 @@ class CompiledModelLibrary {
   std::string build_info() const { return build_info_(); }
   std::string weights_sha256() const { return weights_sha256_(); }
   size_t workspace_size() const { return workspace_size_(); }
-  int threads() const { return threads_(model_); }
+  // Closes the handle now (also done by the destructor); later calls raise ValueError.
+  void close() {
+    std::lock_guard<std::mutex> hold(lock_);
+    if (model_) close_(model_);
+    model_ = nullptr;
+  }
+  bool closed() const { return model_ == nullptr; }
+  int threads() {
+    std::lock_guard<std::mutex> hold(lock_);
+    require_open();
+    return threads_(model_);
+  }
   void set_threads(int threads) {
+    std::lock_guard<std::mutex> hold(lock_);
+    require_open();
     if (set_threads_(model_, threads) != EDGECC_OK) throw std::invalid_argument(last_error_(model_));
+  }
+
+  // Per-step profiling (libraries built before it existed lack the symbols).
+  bool has_profiling() const { return set_profiling_ && step_profile_ && num_steps_; }
+  void set_profiling(bool on) {
+    require_profiling();
+    std::lock_guard<std::mutex> hold(lock_);
+    require_open();
+    if (set_profiling_(model_, on ? 1 : 0) != EDGECC_OK) throw std::invalid_argument(last_error_(model_));
+  }
+  // One dict per step: node, op, runs, last_ms, total_ms.
+  py::list step_profiles() {
+    require_profiling();
+    std::lock_guard<std::mutex> hold(lock_);
+    require_open();
+    py::list out;
+    for (int i = 0; i < num_steps_(); ++i) {
+      edgecc_step_profile p;
+      if (step_profile_(model_, i, &p) != EDGECC_OK) throw std::invalid_argument(last_error_(model_));
+      py::dict row;
+      row["step"] = i;
+      row["node"] = p.node;
+      row["op"] = p.op;
+      row["runs"] = p.runs;
+      row["last_ms"] = p.last_ms;
+      row["total_ms"] = p.total_ms;
+      out.append(row);
+    }
+    return out;
   }
 
   py::list descriptions(bool inputs) const {
@@ -124,11 +168,15 @@ class CompiledModelLibrary {
       out[i] = outs.back().mutable_data();
     }
     edgecc_status s;
+    std::string error;
     {
       py::gil_scoped_release unlock;
+      std::lock_guard<std::mutex> hold(lock_);
+      if (!model_) throw std::invalid_argument("the model is closed");
       s = run_(model_, in.data(), out.data());
+      if (s != EDGECC_OK) error = last_error_(model_);
     }
-    if (s != EDGECC_OK) throw std::runtime_error(last_error_(model_));
+    if (s != EDGECC_OK) throw std::runtime_error(error);
     py::list result;
     for (auto& a : outs) result.append(a);
     return result;
@@ -146,6 +194,17 @@ class CompiledModelLibrary {
     if (!sym) throw std::invalid_argument(std::string("not an edgecc model library: missing ") + name);
     fn = reinterpret_cast<Fn>(sym);
   }
+  template <class Fn>
+  void bind_optional(Fn& fn, const char* name) {
+    fn = reinterpret_cast<Fn>(dlsym(lib_, name));
+  }
+  void require_open() const {
+    if (!model_) throw std::invalid_argument("the model is closed");
+  }
+  void require_profiling() const {
+    if (!has_profiling())
+      throw std::invalid_argument("this model library has no profiling entry points; recompile it with this edgecc");
+  }
   void bind_symbols() {
     bind(abi_version_, "edgecc_model_abi_version");
     bind(build_info_, "edgecc_model_build_info");
@@ -162,8 +221,12 @@ class CompiledModelLibrary {
     bind(threads_, "edgecc_model_threads");
     bind(run_, "edgecc_model_run");
     bind(last_error_, "edgecc_model_last_error");
+    bind_optional(num_steps_, "edgecc_model_num_steps");
+    bind_optional(set_profiling_, "edgecc_model_set_profiling");
+    bind_optional(step_profile_, "edgecc_model_step_profile");
   }
 
+  std::mutex lock_;
   void* lib_ = nullptr;
   edgecc_model* model_ = nullptr;
   uint32_t (*abi_version_)() = nullptr;
@@ -181,6 +244,9 @@ class CompiledModelLibrary {
   int32_t (*threads_)(const edgecc_model*) = nullptr;
   edgecc_status (*run_)(edgecc_model*, const void* const*, void* const*) = nullptr;
   const char* (*last_error_)(const edgecc_model*) = nullptr;
+  int32_t (*num_steps_)() = nullptr;
+  edgecc_status (*set_profiling_)(edgecc_model*, int32_t) = nullptr;
+  edgecc_status (*step_profile_)(const edgecc_model*, int32_t, edgecc_step_profile*) = nullptr;
 };
 
 }  // namespace
@@ -195,6 +261,13 @@ EDGECC_BINDING(model_runtime) {
       .def_property("threads", &CompiledModelLibrary::threads, &CompiledModelLibrary::set_threads)
       .def("inputs", [](const CompiledModelLibrary& l) { return l.descriptions(true); })
       .def("outputs", [](const CompiledModelLibrary& l) { return l.descriptions(false); })
+      .def_property_readonly("has_profiling", &CompiledModelLibrary::has_profiling)
+      .def_property_readonly("closed", &CompiledModelLibrary::closed)
+      .def("close", &CompiledModelLibrary::close, "Close the handle now (idempotent).")
+      .def("set_profiling", &CompiledModelLibrary::set_profiling, py::arg("enabled"),
+           "Time every step of the following runs (counters reset), or stop timing.")
+      .def("step_profiles", &CompiledModelLibrary::step_profiles,
+           "Per-step counters: [{step, node, op, runs, last_ms, total_ms}].")
       .def("run", &CompiledModelLibrary::run, py::arg("arrays"),
            "Run on float32 C-contiguous arrays; returns the outputs (fresh arrays).");
 }

@@ -14,7 +14,7 @@ leaves a half-written artifact in `outdir` (an existing artifact there stays int
 """
 from __future__ import annotations
 
-import copy
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -53,7 +53,7 @@ def _load(model, example_inputs) -> tuple[Graph, dict]:
     """-> (graph, where it came from)."""
     if isinstance(model, Graph):
         # the passes rewrite in place; keep the caller's graph
-        return copy.deepcopy(model), {"format": "graph", "name": model.name}
+        return model.copy(), {"format": "graph", "name": model.name}
     from ..api import load
     if isinstance(model, (str, os.PathLike)):
         return load(os.fspath(model)), _source_of(model)
@@ -115,8 +115,9 @@ def _apply_scheme(graph: Graph, scheme: str, pa_bases, calib, overrides: S.Overr
     if scheme in ("int8", "int16"):
         from .quant.int_quant import quantize_int
         _say(log, f"      {scheme} quantization: per-channel weights, per-tensor activations")
-        graph, report["layers"] = quantize_int(graph, bits=int(scheme[3:]), calib=batches,
-                                               skip=tuple(sorted(overrides.float_layers)))
+        graph, qreport = quantize_int(graph, bits=int(scheme[3:]), calib=batches,
+                                      skip=tuple(sorted(overrides.float_layers)))
+        report["quantization"] = dataclasses.asdict(qreport)
     return graph, report
 
 
@@ -166,7 +167,16 @@ def _summary(graph: Graph, gen: C.GeneratedModel, lib_bytes: int) -> dict:
             params += v.type.numel
     fp32_bytes = sum(s.fp32_bytes for s in gen.steps)
     stored = len(gen.weights)
+    # weight constants read by several layers (DACNN's shared conv): stored once
+    users: dict[int, list] = {}
+    for n in graph.nodes:
+        if n.op in ("conv2d", "gemm", "matmul", "binary_conv2d", "binary_linear", "qconv2d",
+                    "indexed_conv2d") and len(n.inputs) > 1 and n.inputs[1].is_constant:
+            users.setdefault(id(n.inputs[1]), [n.inputs[1], []])[1].append(n.name)
+    shared = [{"constant": v.name, "shape": list(v.shape), "layers": len(names), "bytes": int(v.data.nbytes),
+               "nodes": names} for v, names in users.values() if len(names) > 1]
     return {"layers_per_kernel": kinds, "float_layers": float_layers, "params": params,
+            "shared_weights": shared,
             "artifact_bytes": lib_bytes, "weights_section_bytes": stored,
             "fp32_equivalent_bytes": fp32_bytes,
             "compression_ratio": round(fp32_bytes / stored, 3) if stored else None,
@@ -175,8 +185,14 @@ def _summary(graph: Graph, gen: C.GeneratedModel, lib_bytes: int) -> dict:
 
 def format_summary(s: dict) -> str:
     kb = lambda n: f"{n / 1024:,.1f} KiB"  # noqa: E731
+    sw = s.get("shared_weights", [])
+    shared = "none (every layer has its own weights)" if not sw else (
+        f"{len(sw)} constant(s) stored once for {sum(w['layers'] for w in sw)} layers ("
+        + "; ".join(f"{w['constant']} {w['shape']} by {w['layers']} layers" for w in sw)
+        + f"), {kb(sum(w['bytes'] * (w['layers'] - 1) for w in sw))} not duplicated")
     rows = [("layers per kernel", ", ".join(f"{k} {v}" for k, v in s["layers_per_kernel"].items())),
             ("parameters", f"{s['params']:,}"),
+            ("shared weights", shared),
             ("model.so", kb(s["artifact_bytes"])),
             ("weights section", kb(s["weights_section_bytes"])),
             ("fp32-equivalent weights", kb(s["fp32_equivalent_bytes"])),
@@ -194,13 +210,16 @@ def format_summary(s: dict) -> str:
 
 def compile(model, outdir, *, scheme: str = "fp32", target: str = "host", pa_bases=(4, 5), calib=None,
             tune: bool = False, onednn: bool | None = None, overrides=None, example_inputs=None,
-            run_passes: bool = True, source_path=None, log: Callable[[str], None] | None = None) -> dict:
+            plane_outputs: bool = True, run_passes: bool = True, source_path=None,
+            log: Callable[[str], None] | None = None) -> dict:
     """Compile `model` into `outdir`; returns the model.json contents (with "summary").
 
     pa_bases: (M, N) for the post-training PA conversion of a float model; calib: see
     schemes.py; tune: time DFNT and direct per integer conv on this machine; onednn:
     float layers through oneDNN (None: when it is installed); overrides: per-layer JSON;
-    source_path: the file a given Graph was loaded from (recorded for `edgecc bench --compare`)."""
+    plane_outputs: binary layers whose readers are all binary write their bit-planes
+    directly; source_path: the file a given Graph was loaded from (recorded for
+    `edgecc bench --compare`)."""
     if scheme not in SCHEMES:
         raise InputError(f"scheme={scheme!r}: expected one of {', '.join(SCHEMES)}")
     if target not in B.TARGETS:
@@ -229,7 +248,7 @@ def compile(model, outdir, *, scheme: str = "fp32", target: str = "host", pa_bas
                       f"kernel isa {tgt.isa_request or 'auto'}; cpu flags {','.join(tgt.required_flags) or 'x86-64'}")
         _say(log, "[4/5] codegen + build (g++)")
         options = C.CodegenOptions(isa_request=tgt.isa_request, onednn=use_onednn, tune=tune,
-                                   layer_kernels=dict(ov.kernels))
+                                   plane_outputs=plane_outputs, layer_kernels=dict(ov.kernels))
         gen = C.generate(graph, options=options,
                          required_flags=tgt.required_flags,
                          build_info=build_info, weights_path="weights.bin")
@@ -245,7 +264,7 @@ def compile(model, outdir, *, scheme: str = "fp32", target: str = "host", pa_bas
         lib_bytes = (tmp / "model.so").stat().st_size
         meta = _metadata(graph, gen, tgt, scheme, build_info, tmp / "model.so", lib_bytes)
         meta.update(source=source, scheme_report=scheme_report,
-                    options={"tune": tune, "onednn": use_onednn, "overrides": {
+                    options={"tune": tune, "onednn": use_onednn, "plane_outputs": plane_outputs, "overrides": {
                         "fp32": sorted(ov.float_layers), "kernels": ov.kernels}})
         (tmp / "model.json").write_text(json.dumps(meta, indent=1))
         _install(tmp, outdir)

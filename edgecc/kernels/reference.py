@@ -177,6 +177,18 @@ def _div(ins, a):
     return [np.divide(x, y)]
 
 
+_COMPARE = {"lt": np.less, "le": np.less_equal, "gt": np.greater, "ge": np.greater_equal,
+            "eq": np.equal, "ne": np.not_equal}
+
+
+@impl("select")
+def _select(ins, a):
+    x, y, p, q = ins
+    out = np.where(_COMPARE[a["cmp"]](x, y), p, q)
+    shape = np.broadcast_shapes(x.shape, y.shape, p.shape, q.shape)
+    return [np.ascontiguousarray(np.broadcast_to(out, shape)).astype(p.dtype)]
+
+
 IMPLS["concat"] = lambda ins, a: [np.concatenate(ins, axis=a["axis"])]
 
 

@@ -192,11 +192,15 @@ inline void concat_part_f32(const float* x, float* y, int64_t outer, int64_t par
 
 // ---- binary layers ----------------------------------------------------------------
 // A binary_conv2d / binary_linear node: pack x by per-channel thresholds into planes
-// (in the arena), then the binary engine with the float epilogue (phi, bias), NCHW out.
+// (in the arena), then the binary engine with the fused epilogue (phi, bias). The
+// epilogue writes float NCHW output, or (planes_out) the bit-planes of the next binary
+// layer, compared with that layer's thresholds; that layer (planes_in) skips its pack.
 struct BinaryLayer {
-  binary::ConvProblem problem;  // everything but x, out, threads
-  binary::PackProblem pack;     // everything but out, threads
-  const float* thresholds = nullptr;  // [planes][c]
+  binary::ConvProblem problem;  // everything but x, out / out_bits, threads
+  binary::PackProblem pack;     // everything but out, threads (unused when planes_in)
+  const float* thresholds = nullptr;  // [planes][c] of the pack step
+  bool planes_in = false;   // x arrives as planes written by the producer's epilogue
+  bool planes_out = false;  // problem.out_thresholds / out_planes / out_words are set
   binary::ConvTables tables;
 };
 
@@ -205,32 +209,54 @@ inline void binary_layer_prepare(BinaryLayer& L) {
   binary::ConvProblem& p = L.problem;
   p.k_words = (p.cin_g + 31) / 32;
   p.chunks = (p.cout_g + binary::kLanes - 1) / binary::kLanes;
-  p.epilogue = binary::Epilogue::kFloat;
+  p.epilogue = L.planes_out ? binary::Epilogue::kPlanes : binary::Epilogue::kFloat;
   p.nchw = true;
   p.threads = 1;
   static const uint32_t dummy_x = 0;
   static float dummy_out = 0.0f;
+  static uint32_t dummy_bits = 0;
   p.x = &dummy_x;     // validate() wants buffers; the real ones come with each run
-  p.out = &dummy_out;
+  p.out = L.planes_out ? nullptr : &dummy_out;
+  p.out_bits = L.planes_out ? &dummy_bits : nullptr;
   binary::validate(p);
   L.tables = binary::make_tables(p);
   p.x = nullptr;
   p.out = nullptr;
+  p.out_bits = nullptr;
+}
+
+// Packs float NCHW x into `words` (arena space for the planes); returns them.
+inline const uint32_t* binary_layer_pack(const BinaryLayer& L, const float* x, uint32_t* words, int threads,
+                                         const char* isa) {
+  binary::PackProblem pk = L.pack;
+  pk.out = words;
+  pk.threads = resolve_threads(threads);
+  binary::pack_activations_f32(pk, x, L.thresholds, isa);
+  return words;
+}
+
+// The convolution on packed planes: float NCHW y, or (planes_out) the next layer's planes.
+inline void binary_layer_conv(const BinaryLayer& L, const uint32_t* x_planes, float* y, uint32_t* y_planes,
+                              int threads, const char* isa) {
+  binary::ConvProblem p = L.problem;
+  p.x = x_planes;
+  p.threads = resolve_threads(threads);
+  p.tables = &L.tables;
+  if (L.planes_out) {
+    // The epilogue ORs bits into shared words and never writes the padding channels up
+    // to a multiple of 64: start from zero words.
+    std::memset(y_planes, 0, static_cast<size_t>(p.n) * p.oh * p.ow * p.out_planes * p.out_words * sizeof(uint32_t));
+    p.out_bits = y_planes;
+  } else {
+    p.out = y;
+  }
+  binary::binary_conv(p, isa);
 }
 
 // x: float NCHW input; words: arena space for the packed planes; y: float NCHW output.
 inline void binary_layer_run(const BinaryLayer& L, const float* x, uint32_t* words, float* y, int threads,
                              const char* isa) {
-  binary::PackProblem pk = L.pack;
-  pk.out = words;
-  pk.threads = resolve_threads(threads);
-  binary::pack_activations_f32(pk, x, L.thresholds, isa);
-  binary::ConvProblem p = L.problem;
-  p.x = words;
-  p.out = y;
-  p.threads = pk.threads;
-  p.tables = &L.tables;
-  binary::binary_conv(p, isa);
+  binary_layer_conv(L, binary_layer_pack(L, x, words, threads, isa), y, nullptr, threads, isa);
 }
 
 // ---- SHA-256 (FIPS 180-4), for the weights check at open --------------------------

@@ -1,6 +1,6 @@
 """Build a generated model into model.so with the system g++.
 
-The kernel sources the models call (cpp/src: binary engine, bit-packing, direct conv,
+The kernel sources the models call (cpp/src: binary engine, bit-packing, direct conv, DFNT,
 CPU detection) are compiled once per set of flags into a static archive cached under
 build/model-kernels/<key>/, where the key hashes the compiler, the flags and every
 source and header, so an edited kernel or a new target rebuilds it. The model library
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import EdgeccError
+from . import onednn
 
 REPO = Path(__file__).resolve().parents[3]
 INCLUDE = REPO / "cpp" / "include"
@@ -25,12 +26,15 @@ SRC = REPO / "cpp" / "src"
 CACHE = REPO / "build" / "model-kernels"
 KERNEL_SOURCES = ("cpu", "bitpack", "bitpack_avx512", "binary_conv", "binary_conv_avx2", "binary_conv_avx512",
                   "binary_conv_scalar", "binary_conv_tables", "direct_conv", "direct_conv_avx2",
-                  "direct_conv_avx512", "direct_conv_pack", "direct_conv_scalar")
+                  "direct_conv_avx512", "direct_conv_pack", "direct_conv_scalar",
+                  "dfnt_avx512", "dfnt_conv", "dfnt_gemm_avx512", "dfnt_ring_api", "dfnt_scalar")
 AVX2_FLAGS = ["-mavx2", "-mfma", "-mbmi2", "-mpopcnt"]
 AVX512_FLAGS = ["-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mavx512vpopcntdq", "-mavx512vnni",
                 "-mavx512ifma", "-mavx512bitalg"] + AVX2_FLAGS
 COMMON = ["-std=c++17", "-fPIC", "-fopenmp", "-fvisibility=hidden", "-fno-math-errno", f"-I{INCLUDE}"]
 TARGETS = ("host", "avx512", "avx2", "generic")
+QCONV_HEADER = "edgecc/model_ops_int.h"
+QCONV_MARKER = "edgecc::model::quantize_qconv_input("
 # CPU flags (edgecc::CpuFeatures fields) per target, checked when the library is opened.
 _MACRO_FLAGS = {"__AVX2__": "avx2", "__FMA__": "fma", "__BMI2__": "bmi2", "__POPCNT__": "popcnt",
                 "__AVX512F__": "avx512f", "__AVX512BW__": "avx512bw", "__AVX512DQ__": "avx512dq",
@@ -144,17 +148,26 @@ def build_library(workdir: Path, target: Target, jobs: int = 2) -> Path:
     relative name); writes workdir/model.so."""
     archive = kernel_archive(target, jobs)
     cxx = _cxx()
+    # Layers that call oneDNN (model_onednn.h): its headers, and libdnnl with an RPATH.
+    dnnl_cflags, dnnl_ldflags = [], []
+    if onednn.uses_onednn((workdir / "model.cpp").read_text()):
+        found = onednn.require()
+        dnnl_cflags, dnnl_ldflags = onednn.compile_flags(found), onednn.link_flags(found)
+    # qconv2d layers (emit_qconv.py) call the glue of model_ops_int.h (included up front,
+    # since the generated includes are fixed).
+    int_cflags = ["-include", QCONV_HEADER] if QCONV_MARKER in (workdir / "model.cpp").read_text() else []
     model_o, entry_o = workdir / "model.o", workdir / "entry.o"
     with ThreadPoolExecutor(max_workers=2) as pool:
-        jobs_ = [pool.submit(_run, [cxx, *COMMON, "-O3", *target.march, "-c", str(workdir / "model.cpp"),
-                                    "-o", str(model_o)], "compiling the model", workdir),
+        jobs_ = [pool.submit(_run, [cxx, *COMMON, *dnnl_cflags, *int_cflags, "-O3", *target.march, "-c",
+                                    str(workdir / "model.cpp"), "-o", str(model_o)], "compiling the model",
+                                    workdir),
                  pool.submit(_run, [cxx, *COMMON, "-O2", "-march=x86-64", "-c", str(workdir / "entry.cpp"),
                                     "-o", str(entry_o)], "compiling the model entry points")]
         for j in jobs_:
             j.result()
     lib = workdir / "model.so"
     _run([cxx, "-shared", "-fopenmp", "-o", str(lib), str(entry_o), str(model_o), str(archive),
-          "-Wl,--exclude-libs,ALL", "-Wl,-Bsymbolic", "-Wl,-z,defs", "-Wl,-z,noexecstack"],
+          "-Wl,--exclude-libs,ALL", "-Wl,-Bsymbolic", "-Wl,-z,defs", "-Wl,-z,noexecstack", *dnnl_ldflags],
          "linking model.so")
     model_o.unlink()
     entry_o.unlink()

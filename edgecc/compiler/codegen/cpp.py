@@ -92,6 +92,7 @@ class CodegenOptions:
     isa_request: str = ""    # "" = EDGECC_ISA or the best the CPU has
     onednn: bool = False     # float conv / gemm through oneDNN instead of edgecc's own kernels
     tune: bool = False       # integer convs: time DFNT and direct on this machine, keep the faster
+    plane_outputs: bool = True   # binary layers write their binary readers' bit-planes directly
     layer_kernels: dict[str, str] = field(default_factory=dict)   # node name -> forced kernel
 
 
@@ -137,6 +138,9 @@ def _unsupported_reason(n: Node) -> str | None:
     """Why the compiler cannot take this node (None: it can)."""
     if n.op not in EMITTERS:
         return "no compiled kernel for this op yet"
+    if n.op == "qconv2d":
+        from .emit_qconv import qconv_unsupported_reason
+        return qconv_unsupported_reason(n)
     for v in n.outputs:
         if v.dtype != DType.f32:
             return f"output {v.name!r} is {v.dtype}; compiled models take f32 activations only"
@@ -213,20 +217,35 @@ def _emit_conv2d(e: Emitter, n: Node, k: int) -> Step:
     pt, pl, pb, pr = a["pads"]
     woff = e.weights.add(("raw", id(w)), w.data.astype(np.float32))
     bias = f"W<float>({e.weights.add(('raw', id(b)), b.data.astype(np.float32))})" if b is not None else "nullptr"
-    member = f"std::unique_ptr<edgecc::DirectConv2dF32> conv_{k};"
-    prepare = [
-        "{",
+    shape = [
         "  edgecc::Conv2dShape s;",
         f"  s.batch = {N}; s.in_channels = {C}; s.in_h = {H}; s.in_w = {Wd};",
         f"  s.out_channels = {O}; s.kernel_h = {kh}; s.kernel_w = {kw};",
         f"  s.stride_h = {a['strides'][0]}; s.stride_w = {a['strides'][1]};",
         f"  s.dilation_h = {a['dilations'][0]}; s.dilation_w = {a['dilations'][1]};",
         f"  s.pad_top = {pt}; s.pad_left = {pl}; s.pad_bottom = {pb}; s.pad_right = {pr}; s.groups = {a['groups']};",
-        f"  m->conv_{k} = std::make_unique<edgecc::DirectConv2dF32>(s, W<float>({woff}), {bias}, m->isa);",
-        "}",
     ]
-    body = [f"m->conv_{k}->run({e.ptr(x)}, {N}, {H}, {Wd}, {e.ptr(n.outputs[0])}, m->threads);"]
     params, fp32 = _const_bytes(n)
+    if e.options.onednn:   # model_onednn.h: primitive and weight layout picked by oneDNN at open
+        from . import onednn
+        lib = onednn.require()
+        where = _cstr(f"node '{n.name}' (op {n.op})")   # named by oneDNN errors
+        member = f"std::unique_ptr<edgecc::model::OnednnConvF32> conv_{k};"
+        prepare = ["{", *shape,
+                   f"  m->conv_{k} = std::make_unique<edgecc::model::OnednnConvF32>({where}, s, "
+                   f"W<float>({woff}), {bias});", "}"]
+        body = [f"m->conv_{k}->run({e.ptr(x)}, {e.ptr(n.outputs[0])}, m->threads);"]
+        impl = onednn.conv_impl((N, C, H, Wd, O, kh, kw, *a["strides"], *a["dilations"], pt, pl, pb, pr,
+                                 a["groups"]), bias=b is not None)
+        return Step(n, f"onednn f32 conv ({impl or 'implementation unknown'} on the build CPU; oneDNN "
+                       f"{lib.version}, {lib.threading}; weights reordered at open)",
+                    "float weights in the model: runs in fp32 (oneDNN)",
+                    body, prepare, [member], params=params, macs=node_macs(n), fp32_bytes=fp32, stored_bytes=fp32)
+    member = f"std::unique_ptr<edgecc::DirectConv2dF32> conv_{k};"
+    prepare = ["{", *shape,
+               f"  m->conv_{k} = std::make_unique<edgecc::DirectConv2dF32>(s, W<float>({woff}), {bias}, m->isa);",
+               "}"]
+    body = [f"m->conv_{k}->run({e.ptr(x)}, {N}, {H}, {Wd}, {e.ptr(n.outputs[0])}, m->threads);"]
     return Step(n, "f32 direct conv (DirectConv2dF32, weights packed at open)",
                 "float weights in the model: runs in fp32", body, prepare, [member],
                 params=params, macs=node_macs(n), fp32_bytes=fp32, stored_bytes=fp32)
@@ -274,21 +293,49 @@ def _emit_binary(e: Emitter, n: Node, k: int) -> Step:
         f"  p.stride_h = {stride[0]}; p.stride_w = {stride[1]}; p.pad_top = {pads[0]}; p.pad_left = {pads[1]};",
         f"  p.dil_h = {dil[0]}; p.dil_w = {dil[1]}; p.oh = {oh}; p.ow = {ow};",
         f"  p.phi = W<float>({poff}); p.bias = {f'W<float>({boff})' if boff is not None else 'nullptr'};",
-        "  edgecc::model::binary_layer_prepare(L);",
-        "}",
     ]
-    body = [f"edgecc::model::binary_layer_run(m->binary_{k}, {e.ptr(x)}, {e.scratch(k, 'uint32_t')}, "
-            f"{e.ptr(n.outputs[0])}, m->threads, m->isa_name);"]
+    # Plane links (passes/plane_outputs.py): read the planes the producer's epilogue wrote,
+    # and/or write the readers' planes with their thresholds instead of a float output.
+    planes = getattr(e, "planes", None)
+    link_in = planes.input_link(n) if planes else None
+    link_out = planes.output_link(n) if planes else None
+    if link_in:
+        prepare.append("  L.planes_in = true;")
+        x_planes = f"reinterpret_cast<const uint32_t*>(m->arena + {e.offsets[id(x)]})"
+    else:
+        x_planes = (f"edgecc::model::binary_layer_pack(m->binary_{k}, {e.ptr(x)}, {e.scratch(k, 'uint32_t')}, "
+                    "m->threads, m->isa_name)")
+    if link_out:
+        t_next = np.ascontiguousarray(link_out.thresholds.data.astype(np.float32).T)    # [P', O]
+        t_next_off = e.weights.add(("thresholds_T", id(link_out.thresholds)), t_next)
+        prepare.append(f"  L.planes_out = true; p.out_planes = {link_out.planes}; p.out_words = {link_out.words}; "
+                       f"p.out_thresholds = W<float>({t_next_off});")
+        y, y_planes = "nullptr", f"reinterpret_cast<uint32_t*>(m->arena + {e.offsets[id(n.outputs[0])]})"
+    else:
+        y, y_planes = e.ptr(n.outputs[0]), "nullptr"
+    prepare += ["  edgecc::model::binary_layer_prepare(L);", "}"]
+    body = [f"edgecc::model::binary_layer_conv(m->binary_{k}, {x_planes}, {y}, {y_planes}, m->threads, "
+            "m->isa_name);"]
     conv_macs = N * O * oh * ow * cg * kh * kw
     params, fp32_all = _const_bytes(n)
     # fp32 equivalent: one float weight per weight position, plus the float side tables.
     fp32 = 4 * (O * cg * kh * kw + phiv.type.numel + tv.type.numel + (bv.type.numel if bv is not None else 0))
     stored = packed.words.nbytes + t.nbytes + phi.nbytes + (4 * bv.type.numel if bv is not None else 0)
     kind = "+-1" if signed_w else "{0,1}"
-    return Step(n, f"binary engine: pack {P} activation plane(s), {m_planes} {kind} weight plane(s) "
-                   "(pre-packed), AND/XOR-popcount conv, fused phi/bias epilogue",
-                "binary weight bases", body, prepare, [f"edgecc::model::BinaryLayer binary_{k};"],
-                scratch_bytes=N * H * Wd * P * x_words * 4, params=params, macs=0,
+    source = f"read {P} activation plane(s) written by {link_in.producer.name}" if link_in else \
+        f"pack {P} activation plane(s)"
+    if link_out:
+        readers = ", ".join(u.name for u in link_out.consumers)
+        sink = f" -> {link_out.planes} plane(s) of {readers}"
+        why = (f"binary weight bases; output read only by binary layer(s) {readers} with equal thresholds: "
+               "the epilogue writes their planes (no float tensor, no pack step there)")
+    else:
+        sink = " -> float"
+        why = "binary weight bases" + (f"; float output: {planes.kept[n.name]}" if planes else "")
+    return Step(n, f"binary engine: {source}, {m_planes} {kind} weight plane(s) "
+                   f"(pre-packed), AND/XOR-popcount conv, fused phi/bias epilogue{sink}",
+                why, body, prepare, [f"edgecc::model::BinaryLayer binary_{k};"],
+                scratch_bytes=0 if link_in else N * H * Wd * P * x_words * 4, params=params, macs=0,
                 binary_macs=conv_macs * m_planes * P, fp32_bytes=fp32, stored_bytes=stored)
 
 
@@ -379,6 +426,33 @@ def _emit_global_pool(e, n, k):
 
 def _emit_gemm(e, n, k):
     A, Bv = n.inputs[0], n.inputs[1]
+    if e.options.onednn and Bv.is_constant and not A.is_constant and all(v.is_constant for v in n.inputs[2:]):
+        # oneDNN matmul: alpha and beta folded into the embedded B and C (float64, rounded once)
+        from . import onednn
+        lib = onednn.require()
+        a = n.attrs
+        m_, n_ = n.outputs[0].shape
+        kk = A.shape[0] if a["trans_a"] else A.shape[1]
+        bmat = Bv.data.astype(np.float64)
+        bmat = (bmat.T if a["trans_b"] else bmat) * a["alpha"]
+        boff = e.weights.add(("onednn_gemm_b", id(Bv), a["trans_b"], a["alpha"]), bmat.astype(np.float32))
+        cptr, c_rows, c_cols = "nullptr", 0, 0
+        if len(n.inputs) == 3:
+            c = n.inputs[2]
+            c_rows, c_cols = (1,) * (2 - c.type.rank) + tuple(c.shape)
+            cval = (c.data.astype(np.float64) * a["beta"]).reshape(c_rows, c_cols)
+            cptr = f"W<float>({e.weights.add(('onednn_gemm_c', id(c), a['beta']), cval.astype(np.float32))})"
+        where = _cstr(f"node '{n.name}' (op {n.op})")   # named by oneDNN errors
+        prepare = [f"m->gemm_{k} = std::make_unique<edgecc::model::OnednnGemmF32>({where}, {m_}, {n_}, {kk}, "
+                   f"{'true' if a['trans_a'] else 'false'}, W<float>({boff}), {cptr}, {c_rows}, {c_cols});"]
+        body = [f"m->gemm_{k}->run({e.ptr(A)}, {e.ptr(n.outputs[0])}, m->threads);"]
+        params, fp32 = _const_bytes(n)
+        impl = onednn.matmul_impl(m_, n_, kk, a["trans_a"], c_rows, c_cols)
+        return Step(n, f"onednn f32 matmul ({impl or 'implementation unknown'} on the build CPU; oneDNN "
+                       f"{lib.version}, {lib.threading}; alpha/beta folded into B/C, B reordered at open)",
+                    "float weights in the model: runs in fp32 (oneDNN)", body, prepare,
+                    [f"std::unique_ptr<edgecc::model::OnednnGemmF32> gemm_{k};"],
+                    params=params, macs=node_macs(n), fp32_bytes=fp32, stored_bytes=fp32)
     a = n.attrs
     m_, n_ = n.outputs[0].shape
     kk = A.shape[0] if a["trans_a"] else A.shape[1]
@@ -442,7 +516,13 @@ class GeneratedModel:
 
 def _plan(graph: Graph, e: Emitter, scratch: dict[int, int]) -> MemoryPlan:
     """Arena buffers: node outputs that are not written to a caller's output buffer,
-    and per-step scratch."""
+    and per-step scratch. A binary layer that writes its binary readers' planes
+    (passes/plane_outputs.py) gets a plane buffer instead of its float output, and the
+    readers need no pack scratch."""
+    from ..passes.plane_outputs import plan_plane_outputs
+    e.planes = plan_plane_outputs(
+        graph, enabled=getattr(e.options, "plane_outputs", True),
+        compiled_binary=lambda n: EMITTERS.get(n.op) is _emit_binary and n.name not in e.options.layer_kernels)
     last = {}
     for i, n in enumerate(graph.nodes):
         for v in n.inputs:
@@ -455,9 +535,11 @@ def _plan(graph: Graph, e: Emitter, scratch: dict[int, int]) -> MemoryPlan:
         for v in n.outputs:
             if id(v) in e.output_index:
                 continue
-            buffers.append(Buffer(v.name, 4 * _numel(v), i, max(i, last.get(id(v), i))))
+            link = e.planes.links.get(id(v))
+            name, nbytes = (f"{v.name}:planes", link.nbytes) if link else (v.name, 4 * _numel(v))
+            buffers.append(Buffer(name, nbytes, i, max(i, last.get(id(v), i))))
             keys.append(id(v))
-        if scratch.get(i):
+        if scratch.get(i) and not e.planes.input_link(n):
             buffers.append(Buffer(f"{n.name}:packed_planes", scratch[i], i, i))
             keys.append(("scratch", i))
     plan = plan_memory(buffers)
@@ -514,10 +596,10 @@ def _model_source(graph, steps, copies, plan, sha, isa_request, weights_path) ->
     L = [
         f"// Generated by edgecc from model {graph.name!r}: {len(graph.nodes)} node(s). Do not edit.",
         "// Compiled with the target's flags; entry.cpp checks the CPU before any of this runs.",
-        "#include <cstdint>", "#include <cstdlib>", "#include <exception>", "#include <limits>",
-        "#include <memory>", "#include <new>", "#include <string>", "",
+        "#include <chrono>", "#include <cstdint>", "#include <cstdlib>", "#include <exception>",
+        "#include <limits>", "#include <memory>", "#include <mutex>", "#include <new>", "#include <string>", "",
         '#include "edgecc/cpu.h"', '#include "edgecc/direct_conv.h"', '#include "edgecc/model_api.h"',
-        '#include "edgecc/model_ops.h"', "",
+        '#include "edgecc/model_ops.h"', '#include "edgecc/model_ops_extra.h"', "",
         "// The weights section: every constant, 64-byte aligned entries, binary bases pre-packed.",
         'extern "C" const unsigned char edgecc_weights_begin[] __attribute__((visibility("hidden")));',
         'extern "C" const unsigned char edgecc_weights_end[] __attribute__((visibility("hidden")));',
@@ -531,16 +613,22 @@ def _model_source(graph, steps, copies, plan, sha, isa_request, weights_path) ->
         f"constexpr size_t kArenaBytes = {plan.arena_bytes};",
         f"constexpr const char* kWeightsSha256 = {_cstr(sha)};",
         f"constexpr const char* kIsaRequest = {_cstr(isa_request)};  // \"\" = EDGECC_ISA or the best",
+        f"constexpr size_t kNumSteps = {len(steps) + 1};  // one per layer, then the output copies",
         "template <class T>",
         "const T* W(size_t offset) { return reinterpret_cast<const T*>(edgecc_weights_begin + offset); }",
         "}  // namespace", "",
         "struct edgecc_model {",
+        "  mutable std::mutex call_mutex;  // one call at a time per handle (the arena is shared)",
         "  unsigned char* arena = nullptr;",
         "  bool owns_arena = false;",
         "  int threads = 0;",
         "  edgecc::Isa isa = edgecc::Isa::kScalar;",
         "  const char* isa_name = \"scalar\";",
         "  std::string error;",
+        "  bool profiling = false;",
+        "  uint64_t profile_runs = 0;",
+        "  double profile_last_ms[kNumSteps] = {};",
+        "  double profile_total_ms[kNumSteps] = {};",
     ] + [f"  {m}" for m in members] + ["};", "", "namespace {"]
     for k, s in enumerate(steps):
         L.append(f"// {s.node.name} ({s.node.op}) -> {', '.join(str(v.type) for v in s.node.outputs)}: {s.kernel}")
@@ -556,6 +644,8 @@ def _model_source(graph, steps, copies, plan, sha, isa_request, weights_path) ->
     L.append("const StepFn kSteps[] = {" + ", ".join(f"step_{k}" for k in range(len(steps))) + ", copy_outputs};")
     names = [f"node '{s.node.name}' (op {s.node.op})" for s in steps] + ["output copies"]
     L.append("const char* const kStepNames[] = {" + ", ".join(_cstr(x) for x in names) + "};")
+    L.append("const char* const kStepNodes[] = {" + ", ".join(_cstr(s.node.name) for s in steps) + ', ""};')
+    L.append("const char* const kStepOps[] = {" + ", ".join(_cstr(s.node.op) for s in steps) + ', "copy_outputs"};')
     L.append("void prepare(edgecc_model* m) {")
     for s in steps:
         if s.prepare:
@@ -620,9 +710,21 @@ extern "C" __attribute__((visibility("hidden"))) void edgecc_impl_close(edgecc_m
 
 extern "C" __attribute__((visibility("hidden"))) edgecc_status edgecc_impl_run(
     edgecc_model* m, const void* const* in, void* const* out) {
+  std::lock_guard<std::mutex> hold(m->call_mutex);
   size_t step = 0;
   try {
-    for (; step < sizeof(kSteps) / sizeof(kSteps[0]); ++step) kSteps[step](m, in, out);
+    if (!m->profiling) {
+      for (; step < kNumSteps; ++step) kSteps[step](m, in, out);
+    } else {  // profiling: wall time per step, added to the totals once the run succeeded
+      using Clock = std::chrono::steady_clock;
+      for (; step < kNumSteps; ++step) {
+        const Clock::time_point t0 = Clock::now();
+        kSteps[step](m, in, out);
+        m->profile_last_ms[step] = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+      }
+      for (size_t i = 0; i < kNumSteps; ++i) m->profile_total_ms[i] += m->profile_last_ms[i];
+      ++m->profile_runs;
+    }
   } catch (const std::exception& ex) {
     m->error = std::string(kStepNames[step]) + ": " + ex.what();
     return EDGECC_ERROR_KERNEL;
@@ -632,16 +734,35 @@ extern "C" __attribute__((visibility("hidden"))) edgecc_status edgecc_impl_run(
 }
 
 extern "C" __attribute__((visibility("hidden"))) void edgecc_impl_set_threads(edgecc_model* m, int t) {
+  std::lock_guard<std::mutex> hold(m->call_mutex);
   m->threads = t;
 }
 extern "C" __attribute__((visibility("hidden"))) int edgecc_impl_threads(const edgecc_model* m) {
+  std::lock_guard<std::mutex> hold(m->call_mutex);
   return m->threads;
 }
 extern "C" __attribute__((visibility("hidden"))) const char* edgecc_impl_last_error(const edgecc_model* m) {
   return m->error.c_str();
 }
 extern "C" __attribute__((visibility("hidden"))) void edgecc_impl_set_error(edgecc_model* m, const char* e) {
+  std::lock_guard<std::mutex> hold(m->call_mutex);
   m->error = e;
+}
+extern "C" __attribute__((visibility("hidden"))) void edgecc_impl_set_profiling(edgecc_model* m, bool on) {
+  std::lock_guard<std::mutex> hold(m->call_mutex);
+  m->profiling = on;
+  m->profile_runs = 0;
+  for (size_t i = 0; i < kNumSteps; ++i) m->profile_last_ms[i] = m->profile_total_ms[i] = 0.0;
+}
+// index is checked by the caller (entry.cpp).
+extern "C" __attribute__((visibility("hidden"))) void edgecc_impl_step_profile(const edgecc_model* m, int index,
+                                                                               edgecc_step_profile* out) {
+  std::lock_guard<std::mutex> hold(m->call_mutex);
+  out->node = kStepNodes[index];
+  out->op = kStepOps[index];
+  out->runs = m->profile_runs;
+  out->last_ms = m->profile_last_ms[index];
+  out->total_ms = m->profile_total_ms[index];
 }
 '''
 
@@ -651,7 +772,8 @@ def _entry_source(graph, plan, sha, required_flags, build_info) -> str:
     L = [
         f"// Generated by edgecc for model {graph.name!r}: the exported C API (edgecc/model_api.h).",
         "// Compiled for plain x86-64 so that the CPU check runs on any x86-64 CPU.",
-        "#include <string>", "",
+        "#include <cstdlib>", "#include <mutex>", "#include <shared_mutex>", "#include <string>",
+        "#include <unordered_set>", "",
         '#include "edgecc/cpu.h"', '#include "edgecc/model_api.h"', "",
         'extern "C" {',
         "edgecc_status edgecc_impl_open(edgecc_model**, void*, size_t, std::string*);",
@@ -661,11 +783,16 @@ def _entry_source(graph, plan, sha, required_flags, build_info) -> str:
         "int edgecc_impl_threads(const edgecc_model*);",
         "const char* edgecc_impl_last_error(const edgecc_model*);",
         "void edgecc_impl_set_error(edgecc_model*, const char*);",
+        "void edgecc_impl_set_profiling(edgecc_model*, bool);",
+        "void edgecc_impl_step_profile(const edgecc_model*, int, edgecc_step_profile*);",
         "}", "",
         "namespace {",
         f"const char* const kBuildInfo = {_cstr(build_info)};",
         f"const char* const kWeightsSha256 = {_cstr(sha)};",
         f"constexpr size_t kArenaBytes = {plan.arena_bytes};",
+        f"constexpr int32_t kNumInputs = {len(graph.inputs)};",
+        f"constexpr int32_t kNumOutputs = {len(graph.outputs)};",
+        f"constexpr int32_t kNumSteps = {len(graph.nodes) + 1};  // one per layer, then the output copies",
     ]
     L += _desc_table("Input", graph.inputs)
     L += _desc_table("Output", graph.outputs)
@@ -676,10 +803,14 @@ def _entry_source(graph, plan, sha, required_flags, build_info) -> str:
         "std::string missing_cpu_flags() {",
         "  const edgecc::CpuFeatures& f = edgecc::cpu_features();",
         "  std::string missing;",
+        "  // Testing hook (model_api.h): flags listed here count as missing.",
+        "  const char* pretend = std::getenv(\"EDGECC_MODEL_PRETEND_MISSING_CPU_FLAGS\");",
+        "  const std::string absent = \",\" + std::string(pretend ? pretend : \"\") + \",\";",
         "  auto need = [&](bool have, const char* name) {",
+        "    if (absent.find(\",\" + std::string(name) + \",\") != std::string::npos) have = false;",
         "    if (!have) missing += (missing.empty() ? \"\" : \", \") + std::string(name);",
         "  };",
-        "  (void)f; (void)need;",
+        "  (void)f; (void)need; (void)absent;",
         checks,
         "  return missing;",
         "}",
@@ -690,13 +821,14 @@ def _entry_source(graph, plan, sha, required_flags, build_info) -> str:
         "const char* edgecc_model_build_info(void) { return kBuildInfo; }",
         "const char* edgecc_model_weights_sha256(void) { return kWeightsSha256; }",
         "size_t edgecc_model_workspace_size(void) { return kArenaBytes; }",
-        f"int32_t edgecc_model_num_inputs(void) {{ return {len(graph.inputs)}; }}",
-        f"int32_t edgecc_model_num_outputs(void) {{ return {len(graph.outputs)}; }}",
+        "int32_t edgecc_model_num_inputs(void) { return kNumInputs; }",
+        "int32_t edgecc_model_num_outputs(void) { return kNumOutputs; }",
+        "int32_t edgecc_model_num_steps(void) { return kNumSteps; }",
         "const edgecc_tensor_desc* edgecc_model_input(int32_t i) {",
-        f"  return i >= 0 && i < {len(graph.inputs)} ? &kInputs[i] : nullptr;",
+        "  return i >= 0 && i < kNumInputs ? &kInputs[i] : nullptr;",
         "}",
         "const edgecc_tensor_desc* edgecc_model_output(int32_t i) {",
-        f"  return i >= 0 && i < {len(graph.outputs)} ? &kOutputs[i] : nullptr;",
+        "  return i >= 0 && i < kNumOutputs ? &kOutputs[i] : nullptr;",
         "}",
         "const char* edgecc_model_open_error(void) { return open_error.c_str(); }",
         _ENTRY_IMPL,
@@ -706,6 +838,53 @@ def _entry_source(graph, plan, sha, required_flags, build_info) -> str:
 
 
 _ENTRY_IMPL = r'''
+}  // extern "C"
+
+namespace {
+// The open handles. Every call taking a handle holds this registry shared while it uses
+// the handle, so NULL, closed or made-up handles are refused and close (exclusive) waits
+// for calls in flight.
+std::shared_mutex& handles_mutex() {
+  static std::shared_mutex mutex;
+  return mutex;
+}
+std::unordered_set<const edgecc_model*>& handles() {
+  static std::unordered_set<const edgecc_model*> set;
+  return set;
+}
+class OpenHandle {
+ public:
+  explicit OpenHandle(const edgecc_model* m) : lock_(handles_mutex()), open_(m && handles().count(m)) {}
+  explicit operator bool() const { return open_; }
+
+ private:
+  std::shared_lock<std::shared_mutex> lock_;
+  bool open_;
+};
+const char* const kNotOpen = "not an open model handle (NULL, closed, or not returned by edgecc_model_open)";
+
+edgecc_status fail(edgecc_model* m, const std::string& what) {
+  edgecc_impl_set_error(m, what.c_str());
+  return EDGECC_ERROR_INVALID_ARGUMENT;
+}
+
+// edgecc_model_run on a handle known to be open (registry held).
+edgecc_status run_open(edgecc_model* model, const void* const* inputs, void* const* outputs) {
+  if (!inputs || !outputs) return fail(model, "edgecc_model_run: inputs or outputs array is NULL");
+  for (int32_t i = 0; i < kNumInputs; ++i)
+    if (!inputs[i]) return fail(model, std::string("edgecc_model_run: input '") + kInputs[i].name + "' is NULL");
+  for (int32_t i = 0; i < kNumOutputs; ++i)
+    if (!outputs[i]) return fail(model, std::string("edgecc_model_run: output '") + kOutputs[i].name + "' is NULL");
+  return edgecc_impl_run(model, inputs, outputs);
+}
+
+bool overlap(const void* a, size_t na, const void* b, size_t nb) {
+  const auto x = reinterpret_cast<uintptr_t>(a), y = reinterpret_cast<uintptr_t>(b);
+  return x < y + nb && y < x + na;
+}
+}  // namespace
+
+extern "C" {
 edgecc_status edgecc_model_open(edgecc_model** out, void* workspace, size_t workspace_bytes) {
   open_error.clear();
   if (!out) return open_error = "edgecc_model_open: out is NULL", EDGECC_ERROR_INVALID_ARGUMENT;
@@ -716,46 +895,102 @@ edgecc_status edgecc_model_open(edgecc_model** out, void* workspace, size_t work
                  " (build info: " + kBuildInfo + "); recompile with --target generic or avx2";
     return EDGECC_ERROR_UNSUPPORTED_CPU;
   }
-  const edgecc_status s = edgecc_impl_open(out, workspace, workspace_bytes, &open_error);
-  if (s != EDGECC_OK) open_error = "edgecc_model_open: " + open_error;
-  return s;
+  edgecc_model* m = nullptr;
+  const edgecc_status s = edgecc_impl_open(&m, workspace, workspace_bytes, &open_error);
+  if (s != EDGECC_OK) {
+    open_error = "edgecc_model_open: " + open_error;
+    return s;
+  }
+  try {
+    std::unique_lock<std::shared_mutex> lock(handles_mutex());
+    handles().insert(m);
+  } catch (const std::exception&) {
+    edgecc_impl_close(m);
+    return open_error = "edgecc_model_open: out of memory", EDGECC_ERROR_OUT_OF_MEMORY;
+  }
+  *out = m;
+  return EDGECC_OK;
 }
 
-void edgecc_model_close(edgecc_model* model) { edgecc_impl_close(model); }
+void edgecc_model_close(edgecc_model* model) {
+  {
+    std::unique_lock<std::shared_mutex> lock(handles_mutex());
+    if (!model || !handles().erase(model)) return;   // NULL, or already closed: nothing to do
+  }
+  edgecc_impl_close(model);
+}
 
 edgecc_status edgecc_model_set_threads(edgecc_model* model, int32_t threads) {
-  if (!model) return EDGECC_ERROR_INVALID_ARGUMENT;
-  if (threads < 0) {
-    edgecc_impl_set_error(model, "edgecc_model_set_threads: threads must be >= 0 (0 = OpenMP default)");
-    return EDGECC_ERROR_INVALID_ARGUMENT;
-  }
+  OpenHandle open(model);
+  if (!open) return EDGECC_ERROR_INVALID_ARGUMENT;
+  if (threads < 0 || threads > EDGECC_MODEL_MAX_THREADS)
+    return fail(model, "edgecc_model_set_threads: threads=" + std::to_string(threads) + ", expected 0 (OpenMP "
+                       "default) to " + std::to_string(EDGECC_MODEL_MAX_THREADS));
   edgecc_impl_set_threads(model, threads);
   return EDGECC_OK;
 }
 
-int32_t edgecc_model_threads(const edgecc_model* model) { return model ? edgecc_impl_threads(model) : -1; }
+int32_t edgecc_model_threads(const edgecc_model* model) {
+  OpenHandle open(model);
+  return open ? edgecc_impl_threads(model) : -1;
+}
 
 edgecc_status edgecc_model_run(edgecc_model* model, const void* const* inputs, void* const* outputs) {
-  if (!model) return EDGECC_ERROR_INVALID_ARGUMENT;
-  if (!inputs || !outputs) {
-    edgecc_impl_set_error(model, "edgecc_model_run: inputs or outputs array is NULL");
-    return EDGECC_ERROR_INVALID_ARGUMENT;
+  OpenHandle open(model);
+  if (!open) return EDGECC_ERROR_INVALID_ARGUMENT;
+  return run_open(model, inputs, outputs);
+}
+
+edgecc_status edgecc_model_run_checked(edgecc_model* model, const void* const* inputs, const size_t* input_bytes,
+                                       void* const* outputs, const size_t* output_bytes) {
+  OpenHandle open(model);
+  if (!open) return EDGECC_ERROR_INVALID_ARGUMENT;
+  if (!inputs || !outputs || !input_bytes || !output_bytes)
+    return fail(model, "edgecc_model_run_checked: a buffer or size array is NULL");
+  for (int32_t i = 0; i < kNumInputs; ++i)
+    if (input_bytes[i] != kInputs[i].bytes)
+      return fail(model, std::string("edgecc_model_run_checked: input '") + kInputs[i].name + "' is " +
+                             std::to_string(input_bytes[i]) + " bytes, expected " + std::to_string(kInputs[i].bytes));
+  for (int32_t i = 0; i < kNumOutputs; ++i)
+    if (output_bytes[i] != kOutputs[i].bytes)
+      return fail(model, std::string("edgecc_model_run_checked: output '") + kOutputs[i].name + "' is " +
+                             std::to_string(output_bytes[i]) + " bytes, expected " + std::to_string(kOutputs[i].bytes));
+  for (int32_t i = 0; i < kNumOutputs; ++i) {
+    for (int32_t j = 0; j < kNumInputs; ++j)
+      if (outputs[i] && inputs[j] && overlap(outputs[i], output_bytes[i], inputs[j], input_bytes[j]))
+        return fail(model, std::string("edgecc_model_run_checked: output '") + kOutputs[i].name +
+                               "' overlaps input '" + kInputs[j].name + "'");
+    for (int32_t j = 0; j < i; ++j)
+      if (outputs[i] && outputs[j] && overlap(outputs[i], output_bytes[i], outputs[j], output_bytes[j]))
+        return fail(model, std::string("edgecc_model_run_checked: output '") + kOutputs[i].name +
+                               "' overlaps output '" + kOutputs[j].name + "'");
   }
-  for (int32_t i = 0; i < edgecc_model_num_inputs(); ++i)
-    if (!inputs[i]) {
-      edgecc_impl_set_error(model, (std::string("edgecc_model_run: input '") + kInputs[i].name + "' is NULL").c_str());
-      return EDGECC_ERROR_INVALID_ARGUMENT;
-    }
-  for (int32_t i = 0; i < edgecc_model_num_outputs(); ++i)
-    if (!outputs[i]) {
-      edgecc_impl_set_error(model, (std::string("edgecc_model_run: output '") + kOutputs[i].name + "' is NULL").c_str());
-      return EDGECC_ERROR_INVALID_ARGUMENT;
-    }
-  return edgecc_impl_run(model, inputs, outputs);
+  return run_open(model, inputs, outputs);
 }
 
 const char* edgecc_model_last_error(const edgecc_model* model) {
-  return model ? edgecc_impl_last_error(model) : "edgecc_model_last_error: model is NULL";
+  OpenHandle open(model);
+  return open ? edgecc_impl_last_error(model) : kNotOpen;
+}
+
+edgecc_status edgecc_model_set_profiling(edgecc_model* model, int32_t enabled) {
+  OpenHandle open(model);
+  if (!open) return EDGECC_ERROR_INVALID_ARGUMENT;
+  edgecc_impl_set_profiling(model, enabled != 0);
+  return EDGECC_OK;
+}
+
+edgecc_status edgecc_model_step_profile(const edgecc_model* model, int32_t index, edgecc_step_profile* out) {
+  OpenHandle open(model);
+  if (!open) return EDGECC_ERROR_INVALID_ARGUMENT;
+  if (!out || index < 0 || index >= kNumSteps) {
+    edgecc_impl_set_error(const_cast<edgecc_model*>(model),
+                          ("edgecc_model_step_profile: index " + std::to_string(index) + " outside [0, " +
+                           std::to_string(kNumSteps) + ") or out is NULL").c_str());
+    return EDGECC_ERROR_INVALID_ARGUMENT;
+  }
+  edgecc_impl_step_profile(model, index, out);
+  return EDGECC_OK;
 }
 '''
 
@@ -785,3 +1020,9 @@ def _model_header(graph, plan, sha, build_info) -> str:
             L.append(f"#define EDGECC_MODEL_{kind}_{ident}_INDEX {i}")
     L += ["", "#endif"]
     return "\n".join(L) + "\n"
+
+
+from .emit_qconv import emit_qconv2d  # noqa: E402
+EMITTERS["qconv2d"] = emit_qconv2d
+from .emit_extra import EXTRA_EMITTERS  # noqa: E402
+EMITTERS.update(EXTRA_EMITTERS)

@@ -1,5 +1,6 @@
 """Binary / PA convolution (IR op `binary_conv2d`) as TVM tensor-expression computes,
-with schedules for LLVM CPUs and CUDA GPUs.
+with schedules for LLVM CPUs and CUDA GPUs (CUDA cores; the tensor-core kernels are in
+tvm_tensorcore).
 
 Stages of one layer (all TE, one PrimFunc):
   pack    x f32 [N,C,H,W], t f32 [C,P] -> words [N,P,H,W,G*KW]: plane j of channel

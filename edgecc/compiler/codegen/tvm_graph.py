@@ -9,8 +9,14 @@ are bit-packed at compile time.
     mod = TvmGraph(graph, target="llvm")     # or "cuda" (sm_90, needs nvcc to build)
     logits, = mod(x)                          # numpy in, numpy out (needs a device)
 
-Float ops on CUDA get TVM's generic GPU schedule (dlight Fallback); binary layers get
-edgecc's CUDA schedule. The batch size is the graph's (shapes are static).
+Float ops on CUDA get TVM's generic GPU schedule (dlight Fallback). Binary layers get
+one of BINARY_SCHEDULES: on CUDA the 1-bit tensor-core implicit GEMM with mma.sync
+(tvm_tensorcore, the default), the same GEMM with Hopper's wgmma (sm_90a; unproven on
+hardware so far) or the CUDA-core popcount schedule (tvm_binary.schedule_cuda); on
+LLVM edgecc's CPU schedule (the default) or a tensor-core kernel's CPU emulation (same
+index math, used to check it without a GPU). `layers` records every node's schedule;
+`plan()` is the call plan that tvm_export writes and edgecc.runtime.tvm_artifact runs.
+The batch size is the graph's (shapes are static).
 """
 from __future__ import annotations
 
@@ -21,8 +27,17 @@ import numpy as np
 from ...errors import InputError, ShapeError, UnsupportedOpsError
 from ..ir import Graph, Node
 from . import tvm_binary as TB
+from . import tvm_tensorcore as TC
 
 TARGETS = ("llvm", "cuda")
+# binary layer schedules per target (first: the default) and their names in model.json
+# ("wgmma": Hopper sm_90a; the module is then built for sm_90a, and it is unproven on hardware)
+BINARY_SCHEDULES = {"llvm": ("llvm", "tensorcore", "wgmma"), "cuda": ("tensorcore", "popc", "wgmma")}
+SCHEDULE_NAMES = {("llvm", "llvm"): "llvm", ("llvm", "tensorcore"): "llvm tensor-core emulation",
+                  ("llvm", "wgmma"): "llvm wgmma emulation", ("cuda", "tensorcore"): TC.SCHEDULE_NAME,
+                  ("cuda", "wgmma"): TC.WGMMA_SCHEDULE_NAME, ("cuda", "popc"): "cuda popc"}
+TENSOR_CORE_TILES = {"tensorcore": TC.TensorCoreTiles(), "wgmma": TC.WGMMA_TILES}
+FLOAT_SCHEDULE_NAMES = {"llvm": "llvm", "cuda": "cuda dlight fallback"}
 
 
 # ---- float ops as TE computes ------------------------------------------------------------
@@ -186,33 +201,43 @@ def _check_supported(graph: Graph) -> None:
 
 
 class TvmGraph:
-    """An IR graph compiled with TVM for `target` ("llvm" or "cuda")."""
+    """An IR graph compiled with TVM for `target` ("llvm" or "cuda"); binary layers use
+    `binary_schedule` (one of BINARY_SCHEDULES[target]; None: the target's default)."""
 
-    def __init__(self, graph: Graph, target: str = "llvm"):
+    def __init__(self, graph: Graph, target: str = "llvm", binary_schedule: str | None = None):
         tvm = TB._tvm()
         if target not in TARGETS:
             raise InputError(f"target={target!r}: expected one of {TARGETS}")
+        allowed = BINARY_SCHEDULES[target]
+        binary_schedule = binary_schedule or allowed[0]
+        if binary_schedule not in allowed:
+            raise InputError(f"binary_schedule={binary_schedule!r}: target {target!r} offers {allowed}")
         _check_supported(graph)
-        self.graph, self.target = graph, target
-        self.word_bits = 32 if target == "cuda" else 64
+        self.graph, self.target, self.binary_schedule = graph, target, binary_schedule
+        self.word_bits = 32 if (target == "cuda" or binary_schedule in TENSOR_CORE_TILES) else 64
         self.constants: dict[str, np.ndarray] = {}
         self.steps: list[_Step] = []
+        self.layers: list[dict] = []       # every node: name, op, schedule
         funcs = {}
         for idx, node in enumerate(graph.nodes):
             if node.op in SHAPE_OPS:   # contiguous NCHW reshapes are views
                 self.steps.append(_Step(None, [self._arg(node, 0)], id(node.outputs[0])))
+                self.layers.append(dict(name=node.name, op=node.op, schedule="view"))
                 continue
             name = f"n{idx}_{node.op}"
             func, step = self._lower_node(node, name)
             funcs[name] = func.with_attr("global_symbol", name)
             self.steps.append(step)
+            schedule = (SCHEDULE_NAMES[target, binary_schedule] if node.op in BINARY_OPS
+                        else FLOAT_SCHEDULE_NAMES[target])
+            self.layers.append(dict(name=node.name, op=node.op, func=name, schedule=schedule))
         self.module = tvm.IRModule(funcs)
         self.executable = self._compile()
-        self._device_constants = None
+        self._runner = None
 
     # -- per node ------------------------------------------------------------------------
-    def _const_key(self, node: Node, k: int, data: np.ndarray) -> tuple[str, str]:
-        key = f"{node.name}:{k}"
+    def _const_key(self, node: Node, k, data: np.ndarray) -> tuple[str, str]:
+        key = f"c{len(self.constants)}"     # plain keys: they name files in params.npz
         self.constants[key] = np.ascontiguousarray(data)
         return ("c", key)
 
@@ -252,11 +277,22 @@ class TvmGraph:
         except (InputError, ShapeError) as e:
             raise type(e)(f"node {node.name!r} ({node.op}): {e}") from None
         with_bias = len(node.inputs) == 5
-        func = TB.layer_prim_func(spec, output="float", with_bias=with_bias)
-        func = TB.schedule_cuda(func, spec) if self.target == "cuda" else TB.schedule_llvm(func, spec)
-        args = [self._arg(node, 0), self._const_key(node, 1, packed), self._arg(node, 2), self._arg(node, 3)]
-        if with_bias:
-            args.append(self._arg(node, 4))
+        if self.binary_schedule in TENSOR_CORE_TILES:
+            tiles = TENSOR_CORE_TILES[self.binary_schedule]
+            try:
+                func = TC.layer_prim_func(spec, output="float", emulate=self.target != "cuda", tiles=tiles)
+            except InputError as e:
+                raise InputError(f"node {node.name!r} ({node.op}): {e}") from None
+            bias = self._arg(node, 4) if with_bias else self._const_key(node, "bias", np.zeros(spec.o, np.float32))
+            args = [self._arg(node, 0), self._const_key(node, "wg", TC.pack_gemm_weights(wb_data, spec, tiles)),
+                    self._const_key(node, "wones", TC.weight_tap_ones(wb_data, spec)), self._arg(node, 2),
+                    self._arg(node, 3), bias]
+        else:
+            func = TB.layer_prim_func(spec, output="float", with_bias=with_bias)
+            func = TB.schedule_cuda(func, spec) if self.target == "cuda" else TB.schedule_llvm(func, spec)
+            args = [self._arg(node, 0), self._const_key(node, 1, packed), self._arg(node, 2), self._arg(node, 3)]
+            if with_bias:
+                args.append(self._arg(node, 4))
         step = _Step(name, args, id(node.outputs[0]))
         if node.op == "binary_linear":   # runs on 4-D views of the 2-D tensors
             step.in_view, step.out_alloc = x_shape, (x.shape[0], spec.o, 1, 1)
@@ -275,40 +311,48 @@ class TvmGraph:
     def _compile(self):
         import tvm
         if self.target == "cuda":
-            tgt = tvm.target.Target(TB.CUDA_TARGET, host=TB.LLVM_TARGET)
+            arch = "sm_90a" if self.binary_schedule == "wgmma" else TB.CUDA_TARGET["arch"]
+            self.tvm_target = tvm.target.Target({**TB.CUDA_TARGET, "arch": arch}, host=TB.LLVM_TARGET)
         else:
-            tgt = tvm.target.Target(TB.LLVM_TARGET)
-        return tvm.compile(self.module, target=tgt)
+            self.tvm_target = tvm.target.Target(TB.LLVM_TARGET)
+        return tvm.compile(self.module, target=self.tvm_target)
 
-    # -- execution -----------------------------------------------------------------------
-    def device(self):
-        import tvm
-        dev = tvm.cuda(0) if self.target == "cuda" else tvm.cpu(0)
-        if not dev.exist:
-            raise InputError(f"no {self.target} device present to run the TVM module on")
-        return dev
+    # -- the call plan and execution ------------------------------------------------------
+    def plan(self) -> dict:
+        """JSON-able call plan (value keys "v<k>", constant keys of self.constants)."""
+        keys: dict[int, str] = {}
+
+        def key(vid: int) -> str:
+            return keys.setdefault(vid, f"v{len(keys)}")
+        values = {id(v): v for n in self.graph.nodes for v in n.outputs}
+        inputs = [dict(name=v.name, key=key(id(v)), shape=list(v.shape), dtype=v.dtype.numpy.name)
+                  for v in self.graph.inputs]
+        steps = []
+        for s in self.steps:
+            v = values[s.out]
+            steps.append(dict(func=s.func, args=[[kind, k if kind == "c" else key(k)] for kind, k in s.args],
+                              out=key(s.out), shape=list(v.shape), dtype=v.dtype.numpy.name,
+                              in_view=list(s.in_view) if s.in_view else None,
+                              out_alloc=list(s.out_alloc) if s.out_alloc else None))
+        outputs = []
+        for v in self.graph.outputs:
+            source = ["c", self._output_constant(v)] if v.is_constant else ["v", key(id(v))]
+            outputs.append(dict(name=v.name, source=source, shape=list(v.shape), dtype=v.dtype.numpy.name))
+        return dict(inputs=inputs, steps=steps, outputs=outputs)
+
+    def _output_constant(self, v) -> str:
+        """A graph output that is a constant: stored once among the constants."""
+        for k, data in self.constants.items():
+            if data is v.data:
+                return k
+        return self._const_key(None, None, v.data)[1]
 
     def __call__(self, *arrays) -> list[np.ndarray]:
-        import tvm
-        from ...runtime.interpreter import check_inputs
-        dev = self.device()
-        if self._device_constants is None:
-            self._device_constants = {k: tvm.runtime.tensor(v, dev) for k, v in self.constants.items()}
-        env = {id(v): tvm.runtime.tensor(np.ascontiguousarray(a), dev)
-               for v, a in zip(self.graph.inputs, check_inputs(self.graph, arrays))}
-        outs = {id(n.outputs[0]): n.outputs[0] for n in self.graph.nodes}
-        for step in self.steps:
-            args = [self._device_constants[key] if kind == "c" else env[key] for kind, key in step.args]
-            v = outs[step.out]
-            if step.func is None:
-                env[step.out] = args[0]._create_view(v.shape)
-                continue
-            if step.in_view is not None:
-                args[0] = args[0]._create_view(step.in_view)
-            y = tvm.runtime.empty(step.out_alloc or v.shape, v.dtype.numpy.name, dev)
-            self.executable[step.func](*args, y)
-            env[step.out] = y._create_view(v.shape) if step.out_alloc else y
-        return [v.data.copy() if v.is_constant else env[id(v)].numpy() for v in self.graph.outputs]
+        from ...runtime.tvm_artifact import TvmPlanRunner
+        if self._runner is None:
+            plan = self.plan()
+            self._runner = TvmPlanRunner(lambda: self.executable, plan, self.constants, self.target)
+        return self._runner.run(*arrays)
 
 
 def lower_graph(graph: Graph, target: str = "llvm") -> TvmGraph:

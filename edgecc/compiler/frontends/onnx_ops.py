@@ -720,3 +720,8 @@ _FOLD_ONLY = {
 }
 for _op, _fn in _FOLD_ONLY.items():
     CONVERTERS[_op] = Converter(_fold(_fn), folds=True, fold_only=True)
+
+
+# Comparisons / Where / Gather on run-time values (sign binarization, channel gathers);
+# imported last: it wraps the fold-only Gather above.
+from . import onnx_ops_compare  # noqa: E402,F401

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .torch_ops import converter, need_rank, shape_of
+from .torch_ops_compare import fold_constant
 
 
 def _pair(v) -> tuple[int, int]:
@@ -117,12 +118,22 @@ def _check_mean(node, a):
     dims = sorted(int(d) % max(len(shp), 1) for d in (a["dim"] or ()))
     if len(shp) != 4 or dims != [2, 3] or a["dtype"] is not None:
         return f"mean over dims {list(a['dim'] or [])} of shape {list(shp)} (only the spatial " \
-               "dims [2, 3] of an NCHW tensor, i.e. global average pooling)"
+               "dims [2, 3] of an NCHW tensor, i.e. global average pooling, or any mean of a constant)"
     return None
 
 
-@converter("aten.mean.dim", check=_check_mean)
+def _mean_of_constant_ok(node, a):
+    return None   # checked in the converter: any mean of a constant folds (binary weight scales)
+
+
+@converter("aten.mean.dim", check=_mean_of_constant_ok)
 def _mean(cx, node, a):
+    folded = fold_constant(cx, node)
+    if folded is not None:
+        return folded
+    why = _check_mean(node, a)
+    if why is not None:
+        raise cx.unsupported(node, why)
     x = cx.value(a["self"])
     if a["keepdim"]:
         return cx.emit(node, "global_avg_pool", [x])

@@ -6,6 +6,7 @@ stores it once. Nodes are kept in a topological order.
 """
 from __future__ import annotations
 
+import copy
 import itertools
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
@@ -89,6 +90,30 @@ class Graph:
     outputs: list[Value] = field(default_factory=list)
     nodes: list[Node] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def copy(self) -> "Graph":
+        """A structural copy to rewrite without touching this graph: new nodes and values
+        (constants shared by identity stay shared; their arrays are not duplicated, since
+        passes replace constants rather than write into them). Iterative: deep graphs do
+        not hit the recursion limit the way copy.deepcopy does."""
+        vmap: dict[int, Value] = {}
+
+        def cp(v: Value) -> Value:
+            nv = vmap.get(id(v))
+            if nv is None:
+                nv = vmap[id(v)] = Value(v.name, v.type, v.data)
+                nv.meta = copy.deepcopy(v.meta)
+            return nv
+
+        g = Graph(self.name, [cp(v) for v in self.inputs], [], [], copy.deepcopy(self.meta))
+        for n in self.nodes:
+            nn = Node(n.name, n.op, [cp(v) for v in n.inputs], [cp(v) for v in n.outputs],
+                      copy.deepcopy(n.attrs), copy.deepcopy(n.meta))
+            for v in nn.outputs:
+                v.producer = nn
+            g.nodes.append(nn)
+        g.outputs = [cp(v) for v in self.outputs]
+        return g
 
     # ---- construction -------------------------------------------------------
     def _names(self) -> set[str]:

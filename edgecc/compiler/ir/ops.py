@@ -29,6 +29,7 @@ then all ends, one pair per dimension.
 | global_avg_pool | x | - (output [N,C,1,1]) |
 | adaptive_avg_pool2d | x | output_size (oh, ow), PyTorch bin rule |
 | add, sub, mul, div | a, b (numpy broadcasting) | - |
+| select | x, y, a, b (numpy broadcasting) | cmp (lt, le, gt, ge, eq, ne): where(x cmp y, a, b); a comparison feeding Where/torch.where imports as one select |
 | concat | x0..xk | axis |
 | split | x | axis, sizes (one output per size) |
 | slice | x | starts, ends, axes, steps (clamped, explicit per axis) |
@@ -314,6 +315,25 @@ def _broadcast(ts, a):
 
 for _name in ("add", "sub", "mul", "div"):
     register_op(_name, 2, 2)(_broadcast)
+
+
+SELECT_CMPS = ("lt", "le", "gt", "ge", "eq", "ne")
+
+
+@register_op("select", 4, 4, cmp=REQUIRED)
+def _select(ts, a):
+    """where(x cmp y, a, b): the comparison and the choice in one node, so no boolean
+    tensor exists between them (sign binarization, torch.where / ONNX Where)."""
+    x, y, p, q = ts
+    if a["cmp"] not in SELECT_CMPS:
+        _fail(f"cmp {a['cmp']!r} is not one of {', '.join(SELECT_CMPS)}")
+    if x.dtype != y.dtype or p.dtype != q.dtype:
+        _fail(f"dtype mismatch: compares {x.dtype} with {y.dtype}, chooses {p.dtype} or {q.dtype}")
+    try:
+        shape = np.broadcast_shapes(x.shape, y.shape, p.shape, q.shape)
+    except ValueError:
+        _fail(f"shapes {[list(t.shape) for t in ts]} do not broadcast")
+    return [TensorType(shape, p.dtype)]
 
 
 # ---- shape manipulation ---------------------------------------------------------
