@@ -5,7 +5,7 @@
     edgecc analyze MODEL [--cost | --pa M,N] [--memory --batch B] [--3drf] [--organize] [--json]
     edgecc compile MODEL --scheme fp32|int8|int16|pa|binary -o OUTDIR [--target host|avx512|avx2|generic]
                    [--pa M,N] [--calib DATA.npz|data-free] [--tune] [--no-onednn] [--override FILE.json]
-    edgecc run OUTDIR --input X.npy [--expected Y.npy --atol A --rtol R]
+    edgecc run OUTDIR --input X.npy [--expected Y.npy --atol A --rtol R] [--profile RUNS]
     edgecc bench OUTDIR [--runs N] [--min-time T] [--max-time CAP] [--threads K] [--compare] [--plot P.png] [--json]
 
 Each subcommand is a pair: `_add_<cmd>(subparsers)` declares its arguments and
@@ -246,8 +246,10 @@ def _add_compile(sub) -> None:
                         "binary kernels (the model's own PA layers, or a post-training conversion of a "
                         "float model); binary: sign-binarized (+-1) layers")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="directory to write")
-    p.add_argument("--target", choices=("host", "avx512", "avx2", "generic"), default="host",
-                   help="instruction set the library is built for (host: -march=native)")
+    p.add_argument("--target", choices=("host", "avx512", "avx2", "generic", "cuda", "tvm-llvm"),
+                   default="host",
+                   help="instruction set the library is built for (host: -march=native); cuda / tvm-llvm: "
+                        "a TVM-built library (NVIDIA GPU / CPU) run by edgecc.runtime through TVM's runtime")
     p.add_argument("--pa", default="4,5", metavar="M,N",
                    help="weight and activation bases of the post-training PA conversion (default 4,5)")
     p.add_argument("--calib", metavar="DATA.npz|data-free",
@@ -275,8 +277,11 @@ def _cmd_compile(args) -> int:
     meta = compile_model(graph, args.output, scheme=args.scheme, target=args.target, pa_bases=bases,
                          calib=args.calib, tune=args.tune, onednn=False if args.no_onednn else None,
                          overrides=args.override, source_path=args.model, log=print)
-    print(f"wrote {args.output}: model.so, model.h, model.json "
-          f"(workspace {meta['memory_plan']['arena_bytes']:,} bytes)")
+    if meta.get("backend") == "tvm":
+        print(f"wrote {args.output}: lib.so, params.npz, model.json (TVM, target {meta['target']})")
+    else:
+        print(f"wrote {args.output}: model.so, model.h, model.json "
+              f"(workspace {meta['memory_plan']['arena_bytes']:,} bytes)")
     return 0
 
 
@@ -292,6 +297,17 @@ def _add_run(sub) -> None:
     p.add_argument("--rtol", type=float, default=1e-5, help="relative tolerance (default 1e-5)")
     p.add_argument("--output", action="append", metavar="OUT.npy", help="save outputs (repeatable)")
     p.add_argument("--threads", type=int, default=0, help="threads (0 = OpenMP default)")
+    p.add_argument("--profile", type=int, default=0, metavar="RUNS",
+                   help="also time every layer over RUNS runs and print the table (C++ libraries)")
+
+
+def _print_profile(rows: list[dict]) -> None:
+    total = sum(r["ms"] for r in rows) or 1.0
+    print(f"{'step':>4}  {'node':<28} {'op':<16} {'median ms':>10} {'share':>6}  kernel")
+    for r in rows:
+        print(f"{r['step']:>4}  {r['node'][:28]:<28} {r['op'][:16]:<16} {r['ms']:>10.4f} "
+              f"{100 * r['ms'] / total:>5.1f}%  {r.get('kernel', '')}")
+    print(f"      total of medians {total:.4f} ms")
 
 
 def _cmd_run(args) -> int:
@@ -309,9 +325,16 @@ def _cmd_run(args) -> int:
             arrays.append(np.load(path, allow_pickle=False))
         except (OSError, ValueError) as e:
             raise InputError(f"--input {path}: cannot read a .npy array ({e})") from None
+    if args.profile < 0:
+        raise UsageError(f"--profile must be >= 0, got {args.profile}")
     outs = model.run(*arrays)
     for d, y in zip(model.outputs, outs):
         print(f"output {d['name']!r}: f32{list(y.shape)} min {y.min():.6g} max {y.max():.6g}")
+    if args.profile:
+        if not hasattr(model, "profile"):
+            raise UsageError(f"--profile: {args.outdir} is a TVM artifact; per-layer profiling is for "
+                             "edgecc's C++ libraries")
+        _print_profile(model.profile(*arrays, runs=args.profile))
     for path, y in zip(args.output or [], outs):
         np.save(path, y)
     if not args.expected:

@@ -126,3 +126,15 @@ def test_cuda_export_other_schedules(tmp_path, schedule, name, instruction):
     assert instruction in (tmp_path / schedule / "device.cu").read_text()
     if schedule == "wgmma":
         assert "sm_90a" in meta["tvm_target"]
+
+
+def test_cli_compile_target_tvm_llvm(tmp_path, capsys):
+    """`edgecc compile --target tvm-llvm` writes a TVM artifact that edgecc.runtime runs."""
+    from edgecc.cli import main as cli
+    from edgecc.compiler.ir import save
+    g, x = _one_plane_graph("01", "01", (0, 0))
+    save(g, str(tmp_path / "m.ecir"))
+    assert cli(["compile", str(tmp_path / "m.ecir"), "--scheme", "pa", "--target", "tvm-llvm",
+                "-o", str(tmp_path / "out")]) == 0
+    assert "TVM, target llvm" in capsys.readouterr().out
+    np.testing.assert_array_equal(load(tmp_path / "out").run(x)[0], Engine(g, threads=1)(x)[0])

@@ -35,6 +35,7 @@ from .ir import Graph
 from .ir import save as save_ecir
 
 SCHEMES = S.SCHEMES
+TVM_TARGETS = {"cuda": "cuda", "tvm-llvm": "llvm"}   # --target -> TVM target (codegen/tvm_export.py)
 ARTIFACTS = ("model.so", "model.h", "model.json", "model_api.h")
 
 
@@ -222,8 +223,8 @@ def compile(model, outdir, *, scheme: str = "fp32", target: str = "host", pa_bas
     `edgecc bench --compare`)."""
     if scheme not in SCHEMES:
         raise InputError(f"scheme={scheme!r}: expected one of {', '.join(SCHEMES)}")
-    if target not in B.TARGETS:
-        raise InputError(f"target={target!r}: expected one of {', '.join(B.TARGETS)}")
+    if target not in B.TARGETS and target not in TVM_TARGETS:
+        raise InputError(f"target={target!r}: expected one of {', '.join(B.TARGETS + tuple(TVM_TARGETS))}")
     m, n = _check_bases(pa_bases)
     ov = S.load_overrides(overrides)
     outdir = Path(outdir).resolve()
@@ -234,6 +235,13 @@ def compile(model, outdir, *, scheme: str = "fp32", target: str = "host", pa_bas
         source = _source_of(source_path)
     _say(log, f"[2/5] scheme {scheme} + passes")
     graph, scheme_report = _apply_scheme(graph, scheme, (m, n), calib, ov, run_passes, log)
+    if target in TVM_TARGETS:
+        from .codegen.tvm_export import export
+        _say(log, f"[3/5] TVM build for {TVM_TARGETS[target]}, export (TVM artifact: no C++ steps)")
+        meta = export(graph, outdir, TVM_TARGETS[target])
+        _say(log, f"  {len(meta['layers'])} layers: " + ", ".join(sorted({str(l.get('schedule', '?'))
+                                                                      for l in meta["layers"]})))
+        return meta
     use_onednn = _resolve_onednn(onednn, log)
     _say(log, "[3/5] plan: supported ops, memory")
     C.check_supported(graph)
