@@ -96,25 +96,88 @@ struct Pool2d {
   bool count_include_pad = false;
 };
 
-inline void max_pool2d_f32(const Pool2d& p, const float* x, float* y) {
-  for (int64_t img = 0; img < p.n * p.c; ++img) {
+// Branch-free running max (maxss; random data would mispredict a branchy max every other
+// tap); a NaN anywhere in the window makes the result NaN, as numpy's max does.
+struct MaxNan {
+  float best = -std::numeric_limits<float>::infinity();
+  bool nan = false;
+  void add(float v) {
+    best = std::max(best, v);
+    nan |= (v != v);
+  }
+  float value() const { return nan ? std::numeric_limits<float>::quiet_NaN() : best; }
+};
+
+// Output columns [c0, c0 + n) whose windows lie inside the input rows: tap-major loops
+// over blocks of columns, so that the compiler vectorizes across columns (stride SW
+// known at compile time; 0 = runtime stride).
+template <int SW>
+inline void max_pool_columns(const float* first, int rows, int64_t row_step, int kw, int dw, int64_t start,
+                             int64_t n, int64_t stride, float* y) {
+  constexpr int64_t kBlock = 256;
+  const int64_t sw = SW ? SW : stride;
+  for (int64_t b0 = 0; b0 < n; b0 += kBlock) {
+    const int64_t len = std::min(kBlock, n - b0);
+    float best[kBlock];
+    unsigned char nan[kBlock];
+    for (int64_t i = 0; i < len; ++i) best[i] = -std::numeric_limits<float>::infinity(), nan[i] = 0;
+    for (int r = 0; r < rows; ++r)
+      for (int kx = 0; kx < kw; ++kx) {
+        const float* src = first + r * row_step + start + (b0 * sw) + kx * dw;
+        for (int64_t i = 0; i < len; ++i) {
+          const float v = src[i * sw];
+          best[i] = std::max(best[i], v);
+          nan[i] |= (v != v);
+        }
+      }
+    for (int64_t i = 0; i < len; ++i) y[b0 + i] = nan[i] ? std::numeric_limits<float>::quiet_NaN() : best[i];
+  }
+}
+
+// Columns [lo, hi) of the output are windows that lie inside the row: the inner loop
+// there needs no bound checks; only the border columns take the checked path.
+inline void max_pool2d_f32(const Pool2d& p, const float* x, float* y, int threads = 0) {
+  int64_t lo = 0, hi = p.ow;
+  while (lo < p.ow && lo * p.sw - p.pl < 0) ++lo;
+  while (hi > lo && (hi - 1) * p.sw - p.pl + (p.kw - 1) * p.dw >= p.w) --hi;
+  const int64_t images = p.n * p.c;
+  const bool big = images * p.oh * p.ow * p.kh * p.kw > (int64_t{1} << 16);
+#pragma omp parallel for num_threads(resolve_threads(threads)) if (big) schedule(static)
+  for (int64_t img = 0; img < images; ++img) {
     const float* xi = x + img * p.h * p.w;
     float* yi = y + img * p.oh * p.ow;
-    for (int64_t oy = 0; oy < p.oh; ++oy)
-      for (int64_t ox = 0; ox < p.ow; ++ox) {
-        float best = -std::numeric_limits<float>::infinity();
-        for (int ky = 0; ky < p.kh; ++ky) {
-          const int64_t iy = oy * p.sh - p.pt + ky * p.dh;
-          if (iy < 0 || iy >= p.h) continue;
+    for (int64_t oy = 0; oy < p.oh; ++oy) {
+      int ky0 = 0, ky1 = p.kh;   // taps of this output row inside the input
+      while (ky0 < p.kh && oy * p.sh - p.pt + ky0 * p.dh < 0) ++ky0;
+      while (ky1 > ky0 && oy * p.sh - p.pt + (ky1 - 1) * p.dh >= p.h) --ky1;
+      if (ky0 >= ky1) {   // a window entirely in the padding (ceil_mode): -inf, as the reference
+        for (int64_t ox = 0; ox < p.ow; ++ox) yi[oy * p.ow + ox] = -std::numeric_limits<float>::infinity();
+        continue;
+      }
+      const float* first = xi + (oy * p.sh - p.pt + ky0 * p.dh) * p.w;   // first row in the input
+      const int rows = ky1 - ky0;
+      float* yrow = yi + oy * p.ow;
+      auto checked = [&](int64_t ox) {
+        MaxNan acc;
+        for (int r = 0; r < rows; ++r)
           for (int kx = 0; kx < p.kw; ++kx) {
             const int64_t ix = ox * p.sw - p.pl + kx * p.dw;
-            if (ix < 0 || ix >= p.w) continue;
-            const float v = xi[iy * p.w + ix];
-            if (v > best || std::isnan(v)) best = v;
+            if (ix >= 0 && ix < p.w) acc.add(first[r * p.dh * p.w + ix]);
           }
-        }
-        yi[oy * p.ow + ox] = best;
+        return acc.value();
+      };
+      for (int64_t ox = 0; ox < lo; ++ox) yrow[ox] = checked(ox);
+      if (hi > lo) {
+        const int64_t start = lo * p.sw - p.pl, step = int64_t{p.dh} * p.w;
+        if (p.sw == 1)
+          max_pool_columns<1>(first, rows, step, p.kw, p.dw, start, hi - lo, 1, yrow + lo);
+        else if (p.sw == 2)
+          max_pool_columns<2>(first, rows, step, p.kw, p.dw, start, hi - lo, 2, yrow + lo);
+        else
+          max_pool_columns<0>(first, rows, step, p.kw, p.dw, start, hi - lo, p.sw, yrow + lo);
       }
+      for (int64_t ox = hi; ox < p.ow; ++ox) yrow[ox] = checked(ox);
+    }
   }
 }
 

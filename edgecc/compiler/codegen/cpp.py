@@ -408,7 +408,7 @@ def _pool_struct(n: Node, with_dil: bool, count_include_pad: bool = False) -> st
 def _emit_max_pool(e, n, k):
     return _simple(n, "model_ops max_pool2d_f32",
                    [_pool_struct(n, True),
-                    f"edgecc::model::max_pool2d_f32(p, {e.ptr(n.inputs[0])}, {e.ptr(n.outputs[0])});"])
+                    f"edgecc::model::max_pool2d_f32(p, {e.ptr(n.inputs[0])}, {e.ptr(n.outputs[0])}, m->threads);"])
 
 
 def _emit_avg_pool(e, n, k):
