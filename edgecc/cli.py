@@ -261,7 +261,7 @@ def _add_compile(sub) -> None:
                    help="float layers with edgecc's own kernels: a library with no oneDNN dependency")
     p.add_argument("--override", metavar="FILE.json",
                    help='per-layer choices: {"layers": {"NODE": {"precision": "fp32"} or '
-                        '{"kernel": "direct"|"dfnt"}}}')
+                        '{"kernel": "direct"|"dfnt"|"onednn"}}}')
 
 
 def _cmd_compile(args) -> int:

@@ -254,6 +254,9 @@ def compile(model, outdir, *, scheme: str = "fp32", target: str = "host", pa_bas
         weights_path = src / "weights.bin"
         build_info = (f"edgecc {__version__}; model {graph.name}; target {tgt.name} ({' '.join(tgt.march)}); "
                       f"kernel isa {tgt.isa_request or 'auto'}; cpu flags {','.join(tgt.required_flags) or 'x86-64'}")
+        if use_onednn:
+            from .codegen.onednn import find
+            build_info += f"; float layers: {find().describe()}"
         _say(log, "[4/5] codegen + build (g++)")
         options = C.CodegenOptions(isa_request=tgt.isa_request, onednn=use_onednn, tune=tune,
                                    plane_outputs=plane_outputs, layer_kernels=dict(ov.kernels))
@@ -294,18 +297,13 @@ def _check_bases(pa_bases) -> tuple[int, int]:
 
 
 def _resolve_onednn(onednn: bool | None, log) -> bool:
-    try:
-        from .codegen.onednn import available
-    except ImportError:
-        def available():
-            return False
+    from .codegen import onednn as dnnl
     if onednn is None:
-        onednn = available()
+        onednn = dnnl.available()
         if not onednn:
-            _say(log, "      oneDNN not installed: float layers use edgecc's own kernels")
-    elif onednn and not available():
-        raise EdgeccError("onednn=True (the default of `edgecc compile`): oneDNN is not installed "
-                          "(pip install onednn onednn-devel) - or compile with --no-onednn")
+            _say(log, "      oneDNN not found: float layers use edgecc's own kernels")
+    elif onednn and not dnnl.available():
+        raise EdgeccError(f"onednn=True: oneDNN is not installed: {dnnl.INSTALL_HINT}")
     return bool(onednn)
 
 

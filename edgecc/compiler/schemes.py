@@ -13,7 +13,7 @@ Calibration data (`calib`): an .npz file (one array per model input, by input na
 single array), a list of arrays, or "data-free" (inputs synthesized so that the batch
 statistics at every batch norm match its stored running statistics, thesis ch.8).
 Per-layer overrides: a JSON file or dict {"layers": {NODE: {"precision": "fp32"} |
-{"kernel": "direct" | "dfnt"}}}.
+{"kernel": "direct" | "dfnt" | "onednn"}}}.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from .ir import Graph
 
 SCHEMES = ("fp32", "int8", "int16", "pa", "binary")
 BINARY_OPS = ("binary_conv2d", "binary_linear")
-KERNELS = ("direct", "dfnt")
+KERNELS = ("direct", "dfnt", "onednn")
 DATA_FREE = "data-free"
 
 
@@ -68,7 +68,7 @@ def load_overrides(spec) -> Overrides:
     for name, entry in layers.items():
         if not isinstance(entry, dict) or not entry or set(entry) - {"precision", "kernel"}:
             raise InputError(f"{where}: layer {name!r}: expected {{\"precision\": \"fp32\"}} or "
-                             f"{{\"kernel\": \"direct\"|\"dfnt\"}}, got {entry!r}")
+                             f"{{\"kernel\": \"direct\"|\"dfnt\"|\"onednn\"}}, got {entry!r}")
         if "precision" in entry:
             if entry["precision"] != "fp32":
                 raise InputError(f"{where}: layer {name!r}: precision {entry['precision']!r} "
