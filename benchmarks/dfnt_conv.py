@@ -32,12 +32,12 @@ import datetime  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from benchmarks._common import cpu_name, gcc_version, interleaved_medians  # noqa: E402
 from edgecc import _native  # noqa: E402
 from edgecc.kernels import dfnt  # noqa: E402
 from edgecc.kernels.direct import conv2d_int, conv2d_int_naive  # noqa: E402
@@ -54,22 +54,16 @@ SWEEP_BATCH = 8
 
 # ---------------------------------------------------------------- environment
 def machine() -> dict:
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-                 platform.processor())
-    try:
-        gcc = subprocess.run(["gcc", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
-    except (OSError, IndexError):
-        gcc = "unknown"
     import onnxruntime
     import torch
     try:
         load = os.getloadavg()
     except OSError:
         load = None
-    return {"cpu": model, "logical_cpus": os.cpu_count(), "isa": _native.best_isa(),
+    return {"cpu": cpu_name(), "logical_cpus": os.cpu_count(), "isa": _native.best_isa(),
             "features": {k: v for k, v in _native.cpu_features().items() if v},
             "python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
-            "onnxruntime": onnxruntime.__version__, "compiler": gcc,
+            "onnxruntime": onnxruntime.__version__, "compiler": gcc_version(),
             "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
             "date": datetime.datetime.now().isoformat(timespec="seconds"), "load_average_at_start": load}
 
@@ -112,20 +106,6 @@ def ort_convinteger(x: np.ndarray, w: np.ndarray, pad: int, threads: int):
 
 
 # ---------------------------------------------------------------- timing
-def interleaved(fns: dict, reps: int) -> dict:
-    """Median seconds of each callable; one warm-up call each, then `reps` rounds
-    with the methods alternating."""
-    for fn in fns.values():
-        fn()
-    times = {name: [] for name in fns}
-    for _ in range(reps):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    return {name: statistics.median(ts) for name, ts in times.items()}
-
-
 def dfnt_stages(conv, x) -> dict:
     conv(x)
     return {k: round(v * 1e3, 3) for k, v in dfnt.last_stage_times().items()}
@@ -175,7 +155,7 @@ def table_2_3(batch: int, threads_list, reps: int, configs) -> list[dict]:
                     assert np.array_equal(conv(x), ref), (k, tile, f, fo, dname, m)
                 if dtype == np.int8:
                     assert np.array_equal(fns["ort_convinteger"](), ref)
-                med = interleaved(fns, reps)
+                med = interleaved_medians(fns, reps)
                 # naive loop: one image, scaled to the batch
                 x1 = x[:1]
                 t = time.perf_counter()
@@ -234,7 +214,7 @@ def sweep(batch: int, ks, sizes, channels, with_torch: bool, budget_s: float) ->
                     fns["direct"]()
                     one = time.perf_counter() - t
                     reps = 3 if one < 1.0 else 1  # keeps the sweep within its time budget
-                    med = interleaved(fns, reps)
+                    med = interleaved_medians(fns, reps)
                     macs = batch * c * c * s * s * k * k
                     p = {"dtype": dname, "k": k, "size": s, "channels": c, "batch": batch, "threads": 1, "reps": reps,
                          "modulus": conv.modulus, "transform_size": conv.transform_size,

@@ -23,15 +23,14 @@ import argparse  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from benchmarks._common import cpu_name, gcc_version, interleaved_medians  # noqa: E402
 from edgecc import _native  # noqa: E402
+from edgecc.compiler.codegen.int_kernel_choice import runnable  # noqa: E402
 from edgecc.kernels import direct  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -47,30 +46,11 @@ THREADS = (1, 2)
 
 
 def machine() -> dict:
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-                 platform.processor())
-    try:
-        gcc = subprocess.run(["gcc", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
-    except (OSError, IndexError):
-        gcc = "unknown"
-    return {"cpu": model, "logical_cpus": os.cpu_count(), "isa": _native.best_isa(),
+    return {"cpu": cpu_name(), "logical_cpus": os.cpu_count(), "isa": _native.best_isa(),
             "features": [k for k, v in _native.cpu_features().items() if v],
             "python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
-            "compiler": gcc, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
+            "compiler": gcc_version(), "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
             "date": datetime.datetime.now().isoformat(timespec="seconds"), "load_average_at_start": os.getloadavg()}
-
-
-def interleaved_medians(methods: dict, reps: int) -> dict:
-    """Median seconds per method; each round runs every method once (after one warm-up)."""
-    for fn in methods.values():
-        fn()
-    times = {name: [] for name in methods}
-    for _ in range(reps):
-        for name, fn in methods.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def bench_layer(layer, threads: int, reps: int, naive_reps: int) -> list[dict]:
@@ -90,7 +70,7 @@ def bench_layer(layer, threads: int, reps: int, naive_reps: int) -> list[dict]:
 
     f32 = direct.DirectConv2d(w, **geometry)
     qs8 = direct.DirectConv2d(w8, **geometry)
-    qs8_avx2 = direct.DirectConv2d(w8, isa="avx2", **geometry) if _supported("avx2") else None
+    qs8_avx2 = direct.DirectConv2d(w8, isa="avx2", **geometry) if runnable("avx2") else None
     qs16 = direct.DirectConv2d(w16, **geometry)
 
     # Correctness of everything that is timed.
@@ -140,14 +120,6 @@ def bench_layer(layer, threads: int, reps: int, naive_reps: int) -> list[dict]:
     record("int16->int64", m, "naive", {"edgecc direct (prepacked)": qs16.kernel_name,
                                        "edgecc direct (one-shot)": qs16.kernel_name})
     return rows
-
-
-def _supported(isa: str) -> bool:
-    try:
-        _native.selected_isa(isa)
-        return True
-    except ValueError:
-        return False
 
 
 def write_results(info: dict, rows: list[dict], command: str) -> None:

@@ -29,6 +29,7 @@ import sklearn
 import torch
 
 import edgecc
+from benchmarks._common import cpu_name
 from edgecc.compiler.passes import default_pipeline
 from edgecc.compiler.quant import calibration as C
 from edgecc.compiler.quant import int_quant as IQ
@@ -41,16 +42,6 @@ DF_SEEDS = (0, 1, 2)
 DF_SAMPLES, DF_STEPS = 150, 200
 THREADS = 1
 RESULTS = Path(__file__).parent / "results"
-
-
-def machine() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def logits(g, x) -> np.ndarray:
@@ -79,11 +70,9 @@ def main():
     t0 = time.time()
     xtr, _, xte, yte = D.load_digits_split()
     x, y = xte.numpy(), yte.numpy()
-    f = D.DigitsResNet()
-    f.load_state_dict(torch.load(D.DATA_DIR / "digits_float.pt", weights_only=True))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        unfolded = edgecc.load(f.eval(), (xte[:GRAPH_BATCH],))
+        unfolded = edgecc.load(D.load_bundled("float"), (xte[:GRAPH_BATCH],))
     g = copy.deepcopy(unfolded)
     default_pipeline().run(g)
     lf = logits(g, x)
@@ -128,7 +117,7 @@ def main():
 
     meta = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "machine": machine(), "threads": THREADS, "python": platform.python_version(),
+        "machine": cpu_name(), "threads": THREADS, "python": platform.python_version(),
         "torch": torch.__version__, "numpy": np.__version__, "sklearn": sklearn.__version__,
         "load_average": os.getloadavg(),
         "dataset": f"sklearn load_digits, stratified split seed {D.SPLIT_SEED}, test fraction "

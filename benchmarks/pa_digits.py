@@ -22,6 +22,7 @@ import numpy as np
 import sklearn
 import torch
 
+from benchmarks._common import cpu_name
 from edgecc.compiler.quant.calibration import calibrate, constrain_
 from edgecc.compiler.quant.convert import abc_convert, binary_layers, pa_convert, sign_convert
 from edgecc.zoo import digits as D
@@ -39,7 +40,8 @@ SCHEMES = [  # (name, kind, M, N)
     ("ABC-Net", "abc", 8, 7), ("ABC-Net", "abc", 5, 5), ("ABC-Net", "abc", 4, 5), ("ABC-Net", "abc", 2, 3),
     ("Sign (Bi-Real backward)", "sign", 1, 1),
 ]
-SAVED = {("pa", 4, 5): "digits_pa45.pt", ("pa", 2, 3): "digits_pa23.pt"}
+# (kind, M, N) -> the bundled model it is saved as (first seed)
+SAVED = {("pa", *mn): name for name, (_, mn) in D.BUNDLED.items() if mn is not None}
 
 
 def convert(model, kind, m, n):
@@ -70,27 +72,16 @@ def storage_bits(model, kind, m, n) -> int:
     return bits
 
 
-def machine() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main():
     torch.set_num_threads(THREADS)
     xtr, ytr, xte, yte = D.load_digits_split()
-    data_dir = D.DATA_DIR
-    data_dir.mkdir(exist_ok=True)
+    D.DATA_DIR.mkdir(exist_ok=True)
 
     t0 = time.time()
     torch.manual_seed(FLOAT_SEED)
     fmodel = D.train(D.DigitsResNet(), xtr, ytr, FLOAT_EPOCHS, FLOAT_LR, seed=FLOAT_SEED, weight_decay=1e-4)
     float_acc = D.accuracy(fmodel, xte, yte)
-    torch.save(fmodel.state_dict(), data_dir / "digits_float.pt")
+    torch.save(fmodel.state_dict(), D.bundled_path("float"))
     print(f"float: {float_acc:.4f} ({time.time() - t0:.1f}s)", flush=True)
 
     rows = []
@@ -104,7 +95,7 @@ def main():
             D.train(q, xtr, ytr, FT_EPOCHS, FT_LR, seed=seed, after_step=constrain_)
             accs.append(D.accuracy(q, xte, yte))
             if seed == FT_SEEDS[0] and (kind, m, n) in SAVED:
-                torch.save(q.state_dict(), data_dir / SAVED[(kind, m, n)])
+                torch.save(q.state_dict(), D.bundled_path(SAVED[(kind, m, n)]))
         mean = statistics.mean(accs)
         rows.append({
             "scheme": name, "M": m if kind != "sign" else 1, "N": n if kind != "sign" else 1,
@@ -120,7 +111,7 @@ def main():
                           if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)) for p in mod.parameters())
     meta = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "machine": machine(), "threads": THREADS, "python": platform.python_version(),
+        "machine": cpu_name(), "threads": THREADS, "python": platform.python_version(),
         "torch": torch.__version__, "numpy": np.__version__, "sklearn": sklearn.__version__,
         "dataset": f"sklearn load_digits, stratified split seed {D.SPLIT_SEED}, test fraction {D.TEST_FRACTION}: "
                    f"{len(xtr)} train / {len(xte)} test",

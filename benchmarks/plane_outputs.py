@@ -44,10 +44,7 @@ def _compile(graph, out: Path, planes: bool) -> dict:
 def digits_graph():
     from edgecc.zoo import digits as D
     _, _, xte, _ = D.load_digits_split()
-    pa = pa_convert(D.DigitsResNet(), 4, 5)
-    pa.load_state_dict(torch.load(D.DATA_DIR / "digits_pa45.pt", weights_only=True))
-    pa.eval()
-    graph = edgecc.load(exportable(pa), (xte,))
+    graph = edgecc.load(exportable(D.load_bundled("pa45")), (xte,))
     default_pipeline().run(graph)
     return graph, xte.numpy()
 

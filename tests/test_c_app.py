@@ -15,7 +15,6 @@ import torch
 import edgecc
 import edgecc.runtime
 from edgecc.compiler.compile import compile as compile_model
-from edgecc.compiler.quant.convert import pa_convert
 from edgecc.compiler.quant.export import exportable
 from edgecc.zoo import digits as D
 
@@ -42,9 +41,7 @@ def digits(tmp_path_factory):
         pytest.skip("needs make and a C compiler (cc)")
     tmp = tmp_path_factory.mktemp("c_app")
     _, _, xte, yte = D.load_digits_split()
-    pa = pa_convert(D.DigitsResNet(), 4, 5)
-    pa.load_state_dict(torch.load(D.DATA_DIR / "digits_pa45.pt", weights_only=True))
-    pa.eval()
+    pa = D.load_bundled("pa45")
     graph = edgecc.load(exportable(pa), (xte[:1],))       # batch 1: one image per file
     _compile(graph, tmp / "digits", "host")
     exe = _make(tmp / "digits", tmp / "classify")

@@ -11,7 +11,6 @@ import edgecc.runtime
 from edgecc.compiler.compile import compile as compile_model
 from edgecc.compiler.ir import Graph
 from edgecc.compiler.passes import default_pipeline
-from edgecc.compiler.quant.convert import pa_convert
 from edgecc.compiler.quant.export import exportable
 from edgecc.kernels import reference as ref
 from edgecc.runtime.engine import Engine
@@ -21,9 +20,7 @@ from edgecc.zoo import digits as D
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
     _, _, xte, yte = D.load_digits_split()
-    pa = pa_convert(D.DigitsResNet(), 4, 5)
-    pa.load_state_dict(torch.load(D.DATA_DIR / "digits_pa45.pt", weights_only=True))
-    pa.eval()
+    pa = D.load_bundled("pa45")
     graph = edgecc.load(exportable(pa), (xte,))     # static batch: every test image at once
     default_pipeline().run(graph)
     out = tmp_path_factory.mktemp("pa") / "digits"

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import ctypes as C
 import inspect
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,8 +17,7 @@ import edgecc.runtime
 from edgecc.compiler.compile import compile as compile_model
 from edgecc.compiler.ir import Graph
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "fuzz"))
-import fuzz_c_api as F  # noqa: E402
+import fuzz_c_api as F  # tests/fuzz, on sys.path through conftest.py
 
 THREADS = 4
 RUNS = 6   # per thread

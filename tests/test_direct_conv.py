@@ -6,21 +6,14 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from edgecc import _native
+from edgecc.compiler.codegen.int_kernel_choice import runnable
 from edgecc.errors import InputError
 from edgecc.kernels import direct
 
 
-def _supported(isa):
-    try:
-        _native.selected_isa(isa)
-        return True
-    except ValueError:
-        return False
-
-
-ISAS = [pytest.param(isa, marks=pytest.mark.skipif(not _supported(isa), reason=f"CPU lacks {isa}"))
+ISAS = [pytest.param(isa, marks=pytest.mark.skipif(not runnable(isa), reason=f"CPU lacks {isa}"))
         for isa in ("avx512", "avx2", "scalar")]
-AVAILABLE = [isa for isa in ("avx512", "avx2", "scalar") if _supported(isa)]
+AVAILABLE = [isa for isa in ("avx512", "avx2", "scalar") if runnable(isa)]
 
 
 # ---- references ---------------------------------------------------------------

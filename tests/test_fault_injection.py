@@ -9,7 +9,6 @@ import hashlib
 import json
 import shutil
 import struct
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +17,12 @@ import pytest
 import edgecc.runtime
 from edgecc.errors import ModelLoadError
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "fuzz"))
-import fuzz_c_api as F  # noqa: E402
+import fuzz_c_api as F  # tests/fuzz, on sys.path through conftest.py
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    return F.compile_two_input_model(tmp_path_factory.mktemp("faults") / "two")
+def built(two_input_model):
+    return two_input_model
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import torch
 
 import edgecc
 from edgecc.compiler.quant.calibration import calibrate, constrain_
-from edgecc.compiler.quant.convert import abc_convert, binary_layers, pa_convert, sign_convert
+from edgecc.compiler.quant.convert import abc_convert, binary_layers, sign_convert
 from edgecc.compiler.quant.export import BinaryConv2dExport, BinaryLinearExport, export_onnx, exportable
 from edgecc.errors import EdgeccError, InputError
 from edgecc.runtime.engine import Engine, run
@@ -25,13 +25,7 @@ from edgecc.zoo import digits as D
 TIE_BAND = 1e-5          # |x - t| below this: float noise may move x across t
 MAX_TIE_IMAGES = 5       # of 450 (about 1%)
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -39,16 +33,9 @@ def data():
     return D.load_digits_split()
 
 
-def _bundled(fname, m, n):
-    q = pa_convert(D.DigitsResNet(), m, n)
-    q.load_state_dict(torch.load(D.DATA_DIR / fname, weights_only=True))
-    return q.eval()
-
-
 def _finetuned(kind, data):
     xtr, ytr, xte, _ = data
-    f = D.DigitsResNet()
-    f.load_state_dict(torch.load(D.DATA_DIR / "digits_float.pt", weights_only=True))
+    f = D.load_bundled("float")
     torch.manual_seed(1)
     q = abc_convert(f, 2, 3) if kind == "abc23" else sign_convert(f)
     calibrate(q, [xtr[:512]])
@@ -82,8 +69,8 @@ MODELS = ["pa45", "pa23", "abc23", "sign"]
 
 @pytest.fixture(scope="module")
 def models(data):
-    torch.set_num_threads(1)   # module fixtures run before the per-test one_thread
-    return {"pa45": _bundled("digits_pa45.pt", 4, 5), "pa23": _bundled("digits_pa23.pt", 2, 3),
+    torch.set_num_threads(1)   # module fixtures run before the per-test one_torch_thread
+    return {"pa45": D.load_bundled("pa45"), "pa23": D.load_bundled("pa23"),
             "abc23": _finetuned("abc23", data), "sign": _finetuned("sign", data)}
 
 

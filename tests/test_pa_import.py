@@ -21,13 +21,7 @@ from edgecc.zoo import digits as D
 CONVERTS = {"pa": lambda m: pa_convert(m, 4, 5), "abc": lambda m: abc_convert(m, 3, 2),
             "sign": sign_convert}
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class Small(nn.Module):

@@ -2,27 +2,19 @@
 legal and kept, with the reason in graph.meta["pass_log"], where not."""
 import numpy as np
 import pytest
-import torch
 
 import edgecc
 from edgecc.compiler.ir import Graph
 from edgecc.compiler.passes import PassManager
 from edgecc.compiler.passes.fold_bn_into_binary import fold_bn_into_binary
 from edgecc.compiler.passes.merge_pa_coefficients import merge_pa_coefficients
-from edgecc.compiler.quant.convert import pa_convert
 from edgecc.compiler.quant.export import exportable
 from edgecc.runtime.engine import run
 from edgecc.zoo import digits as D
 
 PIPELINE = [merge_pa_coefficients, fold_bn_into_binary]
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _log(g, name):
@@ -31,10 +23,8 @@ def _log(g, name):
 
 @pytest.fixture(scope="module")
 def digits():
-    q = pa_convert(D.DigitsResNet(), 4, 5)
-    q.load_state_dict(torch.load(D.DATA_DIR / "digits_pa45.pt", weights_only=True))
     x = D.load_digits_split()[2]
-    return exportable(q.eval()), x
+    return exportable(D.load_bundled("pa45")), x
 
 
 def test_digits_merge_is_exact_and_fold_keeps_outputs(digits):

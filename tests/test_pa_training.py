@@ -5,21 +5,16 @@ import torch
 
 from edgecc.compiler.quant.calibration import calibrate, constrain_
 from edgecc.compiler.quant.convert import binary_layers, pa_convert
+from edgecc.errors import InputError
 from edgecc.zoo import digits as D
+
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def data():
     return D.load_digits_split()
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny kernels: extra OpenMP threads only thrash on a shared CPU
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def test_pa_finetune_tiny_model(data):
@@ -37,14 +32,18 @@ def test_pa_finetune_tiny_model(data):
         assert v[0] > 0 and bool((v[1:] > v[:-1]).all())
 
 
-@pytest.mark.parametrize("fname,m,n", [("digits_float.pt", 0, 0), ("digits_pa45.pt", 4, 5),
-                                       ("digits_pa23.pt", 2, 3)])
-def test_bundled_models(data, fname, m, n):
-    path = D.DATA_DIR / fname
+@pytest.mark.parametrize("kind", ["float", "pa45", "pa23"])
+def test_bundled_models(data, kind):
+    path = D.bundled_path(kind)
     if not path.exists():
         pytest.skip(f"{path} not generated yet (python -m benchmarks.pa_digits)")
     assert path.stat().st_size < 1 << 20
-    model = D.DigitsResNet() if m == 0 else pa_convert(D.DigitsResNet(), m, n)
-    model.load_state_dict(torch.load(path, weights_only=True))
+    model = D.load_bundled(kind)
+    assert not model.training
     _, _, xte, yte = data
     assert D.accuracy(model, xte, yte) > 0.9
+
+
+def test_bundled_kind_is_checked():
+    with pytest.raises(InputError, match="'pa99'"):
+        D.load_bundled("pa99")

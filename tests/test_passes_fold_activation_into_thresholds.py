@@ -7,7 +7,6 @@ import torch
 import edgecc
 from edgecc.compiler.ir import Graph, verify
 from edgecc.compiler.passes import default_pipeline, fold_activation_into_thresholds
-from edgecc.compiler.quant.convert import pa_convert
 from edgecc.compiler.quant.export import exportable
 from edgecc.runtime.engine import run
 from edgecc.zoo import digits as D
@@ -95,9 +94,7 @@ def test_other_readers_keep_the_bn_relu():
 def test_digits_pa_model_keeps_its_predictions():
     torch.set_num_threads(1)
     _, _, xte, _ = D.load_digits_split()
-    pa = pa_convert(D.DigitsResNet(), 4, 5)
-    pa.load_state_dict(torch.load(D.DATA_DIR / "digits_pa45.pt", weights_only=True))
-    pa.eval()
+    pa = D.load_bundled("pa45")
     g = edgecc.load(exportable(pa), (xte,))
     default_pipeline().run(g)
     # every BN / ReLU in front of a binary layer was absorbed

@@ -179,12 +179,9 @@ def test_refused_links_say_why(tmp_path, monkeypatch):
 
 def test_digits_pa_same_logits_and_metadata(tmp_path, monkeypatch):
     """The bundled PA(4,5) digits network: plane links change no logit."""
-    from edgecc.compiler.quant.convert import pa_convert
     from edgecc.zoo import digits as D
     _, _, xte, _ = D.load_digits_split()
-    pa = pa_convert(D.DigitsResNet(), 4, 5)
-    pa.load_state_dict(torch.load(D.DATA_DIR / "digits_pa45.pt", weights_only=True))
-    pa.eval()
+    pa = D.load_bundled("pa45")
     x = xte[:64]
     graph = edgecc.load(exportable(pa), (x,))
     default_pipeline().run(graph)

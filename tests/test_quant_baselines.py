@@ -14,15 +14,8 @@ from edgecc.compiler.quant.sign import SignActQuant, SignConv2d, sign_weight
 from edgecc.errors import InputError
 from edgecc.zoo.digits import DigitsResNet
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny kernels: extra OpenMP threads only thrash on a shared CPU
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 def test_abc_weight_bases_least_squares():
     torch.manual_seed(0)

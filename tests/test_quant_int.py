@@ -23,13 +23,7 @@ from edgecc.zoo import digits as D
 
 QMAX = {8: 127, 16: 32767}
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _rand(rng, *shape, scale=1.0):
@@ -214,11 +208,9 @@ BATCH = 150     # the graph's batch: the 450 test images run as 3 batches
 def digits():
     torch.set_num_threads(1)
     xtr, _, xte, yte = D.load_digits_split()
-    f = D.DigitsResNet()
-    f.load_state_dict(torch.load(D.DATA_DIR / "digits_float.pt", weights_only=True))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        unfolded = edgecc.load(f.eval(), (xte[:BATCH],))
+        unfolded = edgecc.load(D.load_bundled("float"), (xte[:BATCH],))
     folded = copy.deepcopy(unfolded)
     default_pipeline().run(folded)
     assert sum(n.op == "batch_norm" for n in folded.nodes) == 4     # 3 folded into convs

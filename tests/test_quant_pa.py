@@ -11,15 +11,8 @@ from edgecc.compiler.quant.pa import (PAActQuant, PAConv2d, PALinear, PAWeightQu
                                       weight_piece_index)
 from edgecc.errors import InputError
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny kernels: extra OpenMP threads only thrash on a shared CPU
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 def test_weight_endpoints_table_3_1():
     w = torch.tensor([-2.0, 2.0])       # population std = 2

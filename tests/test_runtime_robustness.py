@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ctypes as C
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +19,12 @@ from edgecc.compiler.codegen import build as build_module
 from edgecc.errors import EdgeccError, InputError
 from edgecc.runtime.interpreter import interpret
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "fuzz"))
-import fuzz_c_api as F  # noqa: E402
+import fuzz_c_api as F  # tests/fuzz, on sys.path through conftest.py
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    return F.compile_two_input_model(tmp_path_factory.mktemp("robust") / "two")
+def built(two_input_model):
+    return two_input_model
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,7 @@ from tests.models import randomize_batch_norms
 
 REL = 1e-5
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _rel_err(y, ref) -> float:

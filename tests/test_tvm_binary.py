@@ -141,17 +141,13 @@ def test_bad_specs_and_weights_raise():
 # ---- whole graph: the PA digits model -------------------------------------------------------
 @pytest.fixture(scope="module")
 def digits_graph():
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     import edgecc
     from edgecc.compiler.passes import default_pipeline
-    from edgecc.compiler.quant.convert import pa_convert
     from edgecc.compiler.quant.export import exportable
     from edgecc.zoo import digits as D
     _, _, xte, _ = D.load_digits_split()
-    pa = pa_convert(D.DigitsResNet(), 4, 5)
-    pa.load_state_dict(torch.load(D.DATA_DIR / "digits_pa45.pt", weights_only=True))
-    pa.eval()
-    graph = edgecc.load(exportable(pa), (xte,))
+    graph = edgecc.load(exportable(D.load_bundled("pa45")), (xte,))
     default_pipeline().run(graph)
     return graph, xte.numpy()
 

@@ -8,8 +8,9 @@ from ..errors import EdgeccError, InputError, ShapeError
 from ..kernels.reference import IMPLS
 
 
-def check_inputs(graph: Graph, arrays) -> list[np.ndarray]:
-    """Validate count, shape and dtype of graph inputs; returns contiguous arrays."""
+def check_inputs(graph: Graph, arrays, cast_float: bool = False) -> list[np.ndarray]:
+    """Validate count, shape and dtype of graph inputs; returns contiguous arrays.
+    `cast_float`: a floating-point array for a float input is cast to its dtype."""
     if len(arrays) != len(graph.inputs):
         raise InputError(f"graph {graph.name!r} takes {len(graph.inputs)} input(s) "
                          f"({', '.join(v.name for v in graph.inputs)}), got {len(arrays)}")
@@ -19,6 +20,8 @@ def check_inputs(graph: Graph, arrays) -> list[np.ndarray]:
         if tuple(arr.shape) != v.shape:
             raise InputError(f"input {v.name!r}: expected shape {list(v.shape)}, "
                              f"got {list(arr.shape)}")
+        if cast_float and v.dtype.is_float and np.issubdtype(arr.dtype, np.floating):
+            arr = arr.astype(v.dtype.numpy, copy=False)
         if arr.dtype != v.dtype.numpy:
             raise InputError(f"input {v.name!r}: expected dtype {v.dtype} "
                              f"({v.dtype.numpy}), got {arr.dtype}")

@@ -266,14 +266,19 @@ def _prelu(b: _Builder, n: Node):
 
 
 # ---- pooling -----------------------------------------------------------------------
+def _pool_padding(a: dict) -> tuple[int, int] | None:
+    """The (h, w) padding of a PyTorch pool for these pads, or None: PyTorch pools pad
+    symmetrically by at most half the kernel."""
+    (kh, kw), (t, l, bo, r) = a["kernel"], a["pads"]
+    return (t, l) if t == bo and l == r and 2 * t <= kh and 2 * l <= kw else None
+
+
 @_converter("max_pool2d")
 def _max_pool(b: _Builder, n: Node):
     a = n.attrs
     x = b.val(n.inputs[0])
-    (kh, kw), (t, l, bo, r) = a["kernel"], a["pads"]
-    if t == bo and l == r and 2 * t <= kh and 2 * l <= kw:
-        padding = (t, l)
-    else:  # PyTorch pools pad symmetrically by at most half the kernel: pad with -inf
+    padding = _pool_padding(a)
+    if padding is None:  # pad explicitly with -inf, then pool unpadded
         x = b.call(F.pad, x, _pad_arg(a["pads"]), value=-math.inf)
         padding = (0, 0)
     return b.module(n, nn.MaxPool2d(a["kernel"], a["strides"], padding, a["dilations"],
@@ -284,15 +289,13 @@ def _max_pool(b: _Builder, n: Node):
 def _avg_pool(b: _Builder, n: Node):
     a = n.attrs
     x = b.val(n.inputs[0])
-    (kh, kw), (t, l, bo, r) = a["kernel"], a["pads"]
-    if t == bo and l == r and 2 * t <= kh and 2 * l <= kw:
-        padding = (t, l)
-    elif a["count_include_pad"]:  # zero pads count: pad explicitly, then pool unpadded
-        x = b.call(F.pad, x, _pad_arg(a["pads"]))
+    padding = _pool_padding(a)
+    if padding is None:
+        if not a["count_include_pad"]:
+            _fail(n, f"pads {a['pads']} (asymmetric or over half the kernel) with "
+                     "count_include_pad=False have no PyTorch pool")
+        x = b.call(F.pad, x, _pad_arg(a["pads"]))   # zero pads count: pad, then pool unpadded
         padding = (0, 0)
-    else:
-        _fail(n, f"pads {a['pads']} (asymmetric or over half the kernel) with "
-                 "count_include_pad=False have no PyTorch pool")
     return b.module(n, nn.AvgPool2d(a["kernel"], a["strides"], padding, ceil_mode=a["ceil_mode"],
                                     count_include_pad=a["count_include_pad"]), x)
 

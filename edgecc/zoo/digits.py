@@ -16,6 +16,9 @@ import torch.nn as nn
 DATA_DIR = Path(__file__).parent / "data"
 SPLIT_SEED = 0
 TEST_FRACTION = 0.25
+# The trained state_dicts written by benchmarks/pa_digits.py: kind -> (file, PA (M, N) or None).
+BUNDLED = {"float": ("digits_float.pt", None), "pa45": ("digits_pa45.pt", (4, 5)),
+           "pa23": ("digits_pa23.pt", (2, 3))}
 
 
 class PreActBlock(nn.Module):
@@ -100,3 +103,25 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: f
                 after_step(model)
     model.eval()
     return model
+
+
+def bundled_path(kind: str) -> Path:
+    """The file of bundled model `kind` ("float", "pa45" or "pa23")."""
+    if kind not in BUNDLED:
+        from ..errors import InputError
+        raise InputError(f"bundled digits model {kind!r}: expected one of {sorted(BUNDLED)}")
+    return DATA_DIR / BUNDLED[kind][0]
+
+
+def load_bundled(kind: str) -> nn.Module:
+    """The bundled trained DigitsResNet ("float") or its PA(M, N) version ("pa45",
+    "pa23"), in eval mode."""
+    path = bundled_path(kind)
+    pa = BUNDLED[kind][1]
+    if pa is None:
+        model = DigitsResNet()
+    else:
+        from ..compiler.quant.convert import pa_convert   # lazy: the zoo does not need the compiler
+        model = pa_convert(DigitsResNet(), *pa)
+    model.load_state_dict(torch.load(path, weights_only=True))
+    return model.eval()

@@ -147,24 +147,15 @@ def _check_calib(graph: Graph, calib) -> list[list[np.ndarray]]:
         raise InputError("quantize_int: calib must be a list of input samples or 'data-free'")
     if len(calib) == 0:
         raise InputError("quantize_int: calib is empty; give at least one input sample")
+    from ...runtime.interpreter import check_inputs
     out = []
     for i, sample in enumerate(calib):
         arrays = [sample] if len(graph.inputs) == 1 and not isinstance(sample, (list, tuple)) \
             else list(sample)
-        if len(arrays) != len(graph.inputs):
-            raise InputError(f"quantize_int: calibration sample {i} has {len(arrays)} array(s); graph "
-                             f"{graph.name!r} takes {len(graph.inputs)} "
-                             f"({', '.join(v.name for v in graph.inputs)})")
-        checked = []
-        for v, a in zip(graph.inputs, arrays):
-            a = np.asarray(a)
-            if tuple(a.shape) != v.shape:
-                raise InputError(f"quantize_int: calibration sample {i}, input {v.name!r}: expected "
-                                 f"shape {list(v.shape)}, got {list(a.shape)}")
-            if v.dtype.is_float and np.issubdtype(a.dtype, np.floating):
-                a = a.astype(v.dtype.numpy, copy=False)
-            checked.append(a)
-        out.append(checked)
+        try:
+            out.append(check_inputs(graph, arrays, cast_float=True))
+        except InputError as exc:
+            raise InputError(f"quantize_int: calibration sample {i}: {exc}") from None
     return out
 
 
