@@ -256,7 +256,8 @@ def _add_compile(sub) -> None:
                    help="calibration samples (one array per model input, N first) or data-free: inputs "
                         "synthesized from the model's batch-norm statistics")
     p.add_argument("--tune", action="store_true",
-                   help="time DFNT and the direct integer kernel per conv on this machine, keep the faster")
+                   help="time the integer kernels per conv on this machine (direct, DFNT, and oneDNN for int8), "
+                        "keep the fastest")
     p.add_argument("--no-onednn", action="store_true",
                    help="float layers with edgecc's own kernels: a library with no oneDNN dependency")
     p.add_argument("--override", metavar="FILE.json",

@@ -304,3 +304,167 @@ def test_dfnt_weight_layout_is_the_same_convolution(k, s, d, p, c, seed):
     oh, ow = want.shape[2:]
     xq = polyphase_input(xp, *s, oh + wp.shape[2] - 1, ow + wp.shape[3] - 1)
     np.testing.assert_array_equal(conv2d(xq, wp, out_dtype=np.int64), want)
+
+
+# ---- oneDNN int8 (s8 x s8 -> s32) as a third kernel ------------------------------------------
+def _onednn_available() -> bool:
+    from edgecc.compiler.codegen import onednn
+    return onednn.available()
+
+
+needs_onednn = pytest.mark.skipif(not _onednn_available(),
+                                  reason="oneDNN (onednn-cpu-gomp + onednn-devel-cpu-gomp) is not installed")
+needs_vnni = pytest.mark.skipif(not (edgecc._native.cpu_features()["avx512vnni"]
+                                     or edgecc._native.cpu_features().get("avxvnni", False)),
+                                reason="oneDNN int8 is exact only on CPUs with VNNI")
+
+
+def _onednn_graph(seed: int) -> Graph:
+    """Int8 layers: same / strided / dilated / pointwise, depthwise and grouped, chained,
+    plus the epilogue edge cases (inf / NaN scales, NaN and -0.0 biases)."""
+    rng = np.random.default_rng(seed)
+    g = Graph("qconv_onednn")
+    x = g.add_input("x", (2, 6, 11, 13))
+    a = _qconv(g, x, "a_same", 8, (3, 3), 8, rng, pads=(1, 1, 1, 1), relu=True, x_scale=0.25)
+    b = _qconv(g, a, "b_depthwise", 8, (3, 3), 8, rng, groups=8, pads=(1, 0, 1, 2), strides=(2, 1))
+    c = _qconv(g, a, "c_grouped", 4, (1, 3), 8, rng, groups=2, pads=(0, 1, 0, 1), relu=True)
+    d = _qconv(g, x, "d_strided", 5, (3, 2), 8, rng, strides=(2, 3), pads=(0, 1, 2, 0), dilations=(2, 1))
+    e = _qconv(g, b, "e_point", 16, (1, 1), 8, rng, x_scale=0.05)
+    edge = _qconv(g, x, "f_edge", 4, (3, 3), 8, rng, pads=(1, 1, 1, 1), relu=True)
+    edge.producer.inputs[2].data[:] = [np.inf, -2e-3, 2e-3, np.nan]
+    edge.producer.inputs[3].data[:] = [0.0, -0.0, np.nan, 1.0]
+    g.outputs = [a, b, c, d, e, edge]
+    return g
+
+
+@pytest.fixture(scope="module")
+def onednn_model(tmp_path_factory):
+    g = _onednn_graph(20)
+    out = tmp_path_factory.mktemp("onednn") / "m"
+    model, meta = _compile(g, out, onednn=True, layer_kernels={n.name: "onednn" for n in g.nodes})
+    return g, model, meta, out
+
+
+@needs_onednn
+@needs_vnni
+def test_int8_onednn_forced_bit_exact(onednn_model):
+    g, model, meta, _ = onednn_model
+    for L in meta["layers"]:
+        assert L["kernel"].startswith("qs8_conv2d_onednn ("), L
+        assert "oneDNN" in L["kernel"] and L["why"].startswith("onednn forced for this layer"), L
+    for seed in (21, 22):
+        _assert_bit_exact(g, model, _inputs(g, seed))
+    model.threads = 1   # oneDNN rebuilds its primitives for another thread count
+    _assert_bit_exact(g, model, _inputs(g, 23))
+
+
+@needs_onednn
+def test_int8_onednn_falls_back_to_direct_at_open_without_vnni(onednn_model, tmp_path):
+    """oneDNN capped below VNNI (its own ONEDNN_MAX_CPU_ISA switch) would round int8 sums:
+    the model sees OnednnConvS8S32::exact_on_this_cpu() false at open and runs edgecc's
+    direct kernel, with the same bits."""
+    import subprocess
+    import sys
+    g, _, _, out = onednn_model
+    arrays = _inputs(g, 24)
+    np.save(tmp_path / "x.npy", arrays[0])
+    script = ("import sys, numpy as np, edgecc.runtime\n"
+              "from edgecc.compiler.codegen.onednn_s8 import exact_on_this_cpu\n"
+              "assert not exact_on_this_cpu(), 'oneDNN ISA cap not applied'\n"
+              "m = edgecc.runtime.load(sys.argv[1])\n"
+              "ys = m.run(np.load(sys.argv[2]))\n"
+              "np.savez(sys.argv[3], *ys)\n")
+    env = {**__import__("os").environ, "ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "DNNL_MAX_CPU_ISA": "AVX512_CORE"}
+    r = subprocess.run([sys.executable, "-c", script, str(out), str(tmp_path / "x.npy"), str(tmp_path / "y.npz")],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = np.load(tmp_path / "y.npz")
+    want = edgecc.interpret(g, *arrays)
+    for i, (v, ref) in enumerate(zip(g.outputs, want)):
+        np.testing.assert_array_equal(got[f"arr_{i}"].view(np.uint32), ref.view(np.uint32), err_msg=v.name)
+
+
+def test_onednn_forced_on_int16_is_a_clear_error():
+    node = _layer_graph(16, 8, 8, 3, 12, 300, pads=(1, 1, 1, 1))
+    with pytest.raises(InputError, match=r"node 'L' \(op qconv2d\).*'onednn' runs int8 layers only.*int16"):
+        choose(node, 16, C.CodegenOptions(onednn=True, layer_kernels={"L": "onednn"}))
+    g = Graph("q16")   # and through codegen, before any C++ is written
+    g.add_input("x", (1, 8, 12, 12))
+    _qconv(g, g.inputs[0], "L16", 8, (3, 3), 16, np.random.default_rng(30), pads=(1, 1, 1, 1))
+    g.outputs = [g.nodes[0].outputs[0]]
+    with pytest.raises(InputError, match="'L16'.*int8 layers only"):
+        C.generate(g, options=C.CodegenOptions(onednn=True, layer_kernels={"L16": "onednn"}), required_flags=[],
+                   build_info="test", weights_path="weights.bin")
+
+
+def test_onednn_forced_falls_back_where_it_cannot_run():
+    node = _layer_graph(8, 8, 8, 3, 12, 127, pads=(1, 1, 1, 1))
+    kernel, why = choose(node, 8, C.CodegenOptions(onednn=False, layer_kernels={"L": "onednn"}))
+    assert kernel == "direct" and "compiled without oneDNN" in why and "falls back to direct" in why
+    g = _graph(8, big=True, seed=31)   # reduction 133200: int32 sums not exact
+    kernel, why = choose(g.node("dfnt_big"), 8, C.CodegenOptions(onednn=True, layer_kernels={"dfnt_big": "onednn"}))
+    assert kernel == "direct" and "reduction 133200 > 131071" in why
+
+
+def test_default_rule_follows_the_measured_table():
+    """benchmarks/results/int8_conv_kernels.md: oneDNN beats direct only on 3x3
+    depthwise layers with stride 2 or outputs <= 7 wide; ResNet 3x3 / 1x1 and pointwise
+    layers stay direct."""
+    opts = C.CodegenOptions(isa_request="avx512", onednn=True)
+    resnet = _layer_graph(8, 64, 64, 3, 56, 127, pads=(1, 1, 1, 1))
+    kernel, why = choose(resnet, 8, opts)
+    assert kernel == "direct" and "oneDNN" in why, why
+    dw7 = _layer_graph(8, 64, 64, 3, 7, 127, pads=(1, 1, 1, 1), groups=64)
+    kernel, why = choose(dw7, 8, opts)
+    assert kernel == "onednn" and "depthwise" in why, why
+    dw56 = _layer_graph(8, 64, 64, 3, 56, 127, pads=(1, 1, 1, 1), groups=64)
+    assert choose(dw56, 8, opts)[0] == "direct"
+    dw56_s2 = _layer_graph(8, 64, 64, 3, 56, 127, pads=(1, 1, 1, 1), groups=64, strides=(2, 2))
+    assert choose(dw56_s2, 8, opts)[0] == "onednn"
+    pointwise7 = _layer_graph(8, 256, 256, 1, 7, 127)
+    assert choose(pointwise7, 8, opts)[0] == "direct"
+    kernel, why = choose(dw7, 8, C.CodegenOptions(isa_request="avx512", onednn=False))   # no oneDNN: never
+    assert kernel == "direct" and "oneDNN" not in why
+    assert choose(_layer_graph(16, 64, 64, 3, 7, 300, pads=(1, 1, 1, 1), groups=64), 16, opts)[0] == "direct"
+
+
+@needs_onednn
+@needs_vnni
+def test_tune_times_onednn_too(tmp_path):
+    g = Graph("qconv_tune_onednn")
+    rng = np.random.default_rng(32)
+    x = g.add_input("x", (1, 8, 12, 12))
+    a = _qconv(g, x, "t8", 8, (3, 3), 8, rng, pads=(1, 1, 1, 1))
+    b = _qconv(g, a, "t_dw", 8, (3, 3), 8, rng, groups=8, pads=(1, 1, 1, 1))
+    c = _qconv(g, x, "t16", 8, (3, 3), 16, rng, pads=(1, 1, 1, 1))
+    g.outputs = [a, b, c]
+    model, meta = _compile(g, tmp_path / "m", tune=True, onednn=True)
+    layers = _layers(meta)
+    found = re.search(r"^tuned on this machine \(\w+\): direct ([0-9.]+) ms, dfnt F5 n=\d+ ([0-9.]+) ms, "
+                      r"onednn ([0-9.]+) ms", layers["t8"]["why"])
+    assert found, layers["t8"]["why"]
+    ms = dict(zip(("direct", "dfnt", "onednn"), map(float, found.groups())))
+    assert layers["t8"]["kernel"].startswith(f"qs8_conv2d_{min(ms, key=ms.get)}")
+    found = re.search(r"^tuned on this machine \(\w+\): direct ([0-9.]+) ms, onednn ([0-9.]+) ms",
+                      layers["t_dw"]["why"])   # no DFNT for groups: direct vs oneDNN
+    assert found, layers["t_dw"]["why"]
+    assert "onednn" not in layers["t16"]["why"]   # int16: not a candidate
+    _assert_bit_exact(g, model, _inputs(g, 33))
+
+
+@needs_onednn
+@needs_vnni
+@pytest.mark.parametrize("shape", [(2, 6, 11, 13, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),
+                                   (1, 8, 11, 13, 8, 3, 3, 2, 1, 1, 1, 1, 0, 1, 2, 8),
+                                   (1, 6, 11, 13, 5, 3, 2, 2, 3, 2, 1, 0, 1, 2, 0, 1)])
+def test_onednn_s8_wrapper_is_exact(shape):
+    """The wrapper --tune and the benchmark time gives the Python-integer reference sums."""
+    from edgecc.compiler.codegen.onednn_s8 import OnednnS8Conv
+    from edgecc.kernels.reference import conv2d
+    n, c, h, w, o, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, groups = shape
+    rng = np.random.default_rng(34)
+    wt = rng.integers(-128, 128, size=(o, c // groups, kh, kw)).astype(np.int8)   # -128 too: oneDNN takes it
+    x = rng.integers(-128, 128, size=(n, c, h, w)).astype(np.int8)
+    want = conv2d(x.astype(np.int64), wt.astype(np.int64), strides=(sh, sw), pads=(pt, pl, pb, pr),
+                  dilations=(dh, dw), groups=groups, out_dtype=np.int64)
+    np.testing.assert_array_equal(OnednnS8Conv(shape, wt)(x, threads=1), want)

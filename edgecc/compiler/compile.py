@@ -216,7 +216,8 @@ def compile(model, outdir, *, scheme: str = "fp32", target: str = "host", pa_bas
     """Compile `model` into `outdir`; returns the model.json contents (with "summary").
 
     pa_bases: (M, N) for the post-training PA conversion of a float model; calib: see
-    schemes.py; tune: time DFNT and direct per integer conv on this machine; onednn:
+    schemes.py; tune: time direct, DFNT and (int8, with oneDNN) oneDNN per integer conv on
+    this machine; onednn:
     float layers through oneDNN (None: when it is installed); overrides: per-layer JSON;
     plane_outputs: binary layers whose readers are all binary write their bit-planes
     directly; source_path: the file a given Graph was loaded from (recorded for

@@ -1,8 +1,10 @@
 // Glue that generated models call for `qconv2d` (int8 / int16 integer convolution):
 // the input quantizer, the requantizing epilogue and the DFNT layer (polyphase input
 // for strides). The integer convolution itself is edgecc's direct kernel
-// (DirectConv2dQs8 / Qs16, weights packed at open) or the DFNT plan (weights
-// transformed at open). Header-only: each model TU compiles it with its own target flags.
+// (DirectConv2dQs8 / Qs16, weights packed at open), the DFNT plan (weights
+// transformed at open) or, for int8 layers, oneDNN's OnednnConvS8S32 (model_onednn.h,
+// force-included only into models that name it). Header-only: each model TU compiles
+// it with its own target flags.
 //
 // Numerics are those of ops.py / kernels/reference.py::_qconv2d, bit for bit:
 //   q = clip(rint(x * inv_scale), -qmax, qmax) in float32, half to even, NaN -> 0

@@ -12,6 +12,10 @@ requantizing epilogue y = float32(double(acc) * double(scale[o]) + double(bias[o
           transformed once at open; the ring (F5 for int8; F5, 2^48+1 or F6 for
           int16) is the cheapest that holds the layer's overflow bound, checked here
           from the actual weights.
+  onednn  int8 only (models compiled with oneDNN): oneDNN's s8 x s8 -> s32 conv
+          (model_onednn.h, primitive built at open, NCHW reordered in and out per call).
+          At open the model checks OnednnConvS8S32::exact_on_this_cpu() and, on a CPU
+          without VNNI, prepares edgecc's direct kernel instead (same weights, same sums).
 
 int_kernel_choice.choose picks the kernel per layer (forced, tuned, or the measured
 crossover table); the Step's `kernel` names it and `why` says why. The quantized input
@@ -25,10 +29,8 @@ import numpy as np
 
 from ...errors import UnsupportedOpsError
 from ..ir import DType, Node
-from .cpp import Emitter, Step, _f
-from .int_kernel_choice import QMAX, choose, dfnt_layer, resolve_isa
-
-QS8_MAX_REDUCTION_I32 = 131071   # direct_conv.h kQs8MaxReductionI32: K * 128 * 128 <= 2^31 - 1
+from .cpp import Emitter, Step, _cstr, _f
+from .int_kernel_choice import QMAX, QS8_MAX_REDUCTION_I32, choose, dfnt_layer, onednn_shape, resolve_isa
 
 
 def qconv_unsupported_reason(n: Node) -> str | None:
@@ -136,6 +138,29 @@ def _dfnt(e: Emitter, n: Node, k: int, bits: int, isa: str) -> _IntConv:
                     layer.weights.nbytes)
 
 
+def _onednn(e: Emitter, n: Node, k: int, bits: int, isa: str) -> _IntConv:
+    from . import onednn
+    lib = onednn.require()
+    direct = _direct(e, n, k, bits, isa)   # the fallback at open: same int8 weights (shared entry)
+    N, _, H, Wd = n.inputs[0].shape
+    woff = e.weights.add(("qconv_direct", id(n.inputs[1]), "int8"), n.inputs[1].data.astype(np.int8))
+    where = _cstr(f"node '{n.name}' (op {n.op})")   # named by oneDNN errors
+    impl = onednn.conv_impl(onednn_shape(n), int8=True)
+    prepare = _shape_struct(n) + [
+        "  if (edgecc::model::OnednnConvS8S32::exact_on_this_cpu())",
+        f"    m->qconv_onednn_{k} = std::make_unique<edgecc::model::OnednnConvS8S32>({where}, s, W<int8_t>({woff}));",
+        "  else  // no VNNI: oneDNN int8 would round; edgecc's direct kernel is exact",
+        f"    m->qconv_{k} = std::make_unique<edgecc::DirectConv2dQs8>(s, W<int8_t>({woff}), nullptr, m->isa);",
+    ]
+    run = (f"if (m->qconv_onednn_{k}) m->qconv_onednn_{k}->run(m->qin_{k}.data(), m->acc_{k}.data(), m->threads); "
+           f"else {direct.run}")
+    return _IntConv(f"qs8_conv2d_onednn ({impl or 'implementation unknown'} on the build CPU)",
+                    f"oneDNN {lib.version} s8 x s8 -> s32, weights reordered at open, NCHW reordered per call; "
+                    "edgecc direct instead on CPUs without VNNI", "int8_t", "int32_t", prepare,
+                    f"std::unique_ptr<edgecc::model::OnednnConvS8S32> qconv_onednn_{k}; {direct.member}",
+                    run, direct.stored_bytes)
+
+
 def emit_qconv2d(e: Emitter, n: Node, k: int) -> Step:
     reason = qconv_unsupported_reason(n)
     if reason is not None:
@@ -145,7 +170,7 @@ def emit_qconv2d(e: Emitter, n: Node, k: int) -> Step:
     a = n.attrs
     bits = 8 if w.dtype == DType.i8 else 16
     kernel, why = choose(n, bits, e.options)
-    conv = (_dfnt if kernel == "dfnt" else _direct)(e, n, k, bits, resolve_isa(e.isa_request))
+    conv = {"dfnt": _dfnt, "onednn": _onednn}.get(kernel, _direct)(e, n, k, bits, resolve_isa(e.isa_request))
     in_elems, acc_elems = x.type.numel, y.type.numel
     prepare = ["{", *conv.prepare, f"  m->qin_{k}.resize({in_elems});", f"  m->acc_{k}.resize({acc_elems});", "}"]
     members = [conv.member, f"std::vector<{conv.q_type}> qin_{k};", f"std::vector<{conv.acc_type}> acc_{k};"]

@@ -1,15 +1,19 @@
 """Which integer kernel runs a compiled `qconv2d` layer: edgecc's direct int kernel
-(VNNI int8 / int16, weights packed at open) or DFNT (weights transformed at open).
+(VNNI int8 / int16, weights packed at open), DFNT (weights transformed at open) or,
+for int8 layers of models compiled with oneDNN, oneDNN's s8 x s8 -> s32 convolution.
 
-    kernel, why = choose(node, bits, options)     # ("direct" | "dfnt", reason)
+    kernel, why = choose(node, bits, options)     # ("direct" | "dfnt" | "onednn", reason)
 
 In order: a kernel forced for the layer (`options.layer_kernels[node.name]`) wins;
-with `options.tune` both kernels are timed on this machine for this exact layer; else
+with `options.tune` every candidate is timed on this machine for this exact layer; else
 the nearest point of the crossover sweep measured by benchmarks/dfnt_conv.py
-(benchmarks/results/dfnt_conv.json) decides. DFNT is only ever chosen where it is
-exact: its ring must hold every possible |acc| (the overflow bound, from the actual
-weights) and it takes groups == 1 and kernels up to its largest tile; otherwise the
-layer runs direct and `why` says so.
+(benchmarks/results/dfnt_conv.json) decides DFNT or direct, and a layer left to direct
+goes to oneDNN where the rule measured by benchmarks/int8_conv_kernels.py says oneDNN
+beats direct (`onednn_rule`). DFNT is only ever chosen where it is exact: its ring must
+hold every possible |acc| (the overflow bound, from the actual weights) and it takes
+groups == 1 and kernels up to its largest tile; oneDNN only for int8 weights, reductions
+that int32 holds exactly, and (checked again when the model is opened) CPUs with VNNI.
+Otherwise the layer runs direct and `why` says so.
 
 `dfnt_layer(node, bits)` describes the DFNT form of a layer (ring, transform size,
 weights dilated and split into stride phases) or says why there is none.
@@ -29,7 +33,8 @@ import numpy as np
 from ...errors import InputError
 from ..ir import Node
 
-KERNELS = ("direct", "dfnt")
+KERNELS = ("direct", "dfnt", "onednn")
+QS8_MAX_REDUCTION_I32 = 131071   # direct_conv.h kQs8MaxReductionI32: K * 128 * 128 <= 2^31 - 1
 QMAX = {8: 127, 16: 32767}
 # Rings cheapest first, with the largest |result| each recovers exactly (2^(b-1) - 1).
 # INT8 layers use F5 only: DFNT's int8 path is the int32-output ring.
@@ -122,27 +127,79 @@ def resolve_isa(request: str) -> str:
 
 # ---- the three ways to decide ---------------------------------------------------------
 def choose(n: Node, bits: int, options) -> tuple[str, str]:
-    """("direct" | "dfnt", why) for qconv2d node `n` with `bits`-bit weights."""
+    """("direct" | "dfnt" | "onednn", why) for qconv2d node `n` with `bits`-bit weights."""
     forced = options.layer_kernels.get(n.name)
     if forced is not None and forced not in KERNELS:
         raise InputError(f"layer kernel for node {n.name!r} (op {n.op}): {forced!r}, expected one of "
                          f"{', '.join(KERNELS)}")
+    if forced == "onednn" and bits != 8:
+        raise InputError(f"layer kernel for node {n.name!r} (op {n.op}): 'onednn' runs int8 layers only "
+                         f"(s8 x s8 -> s32); this layer has int{bits} weights")
     if forced == "direct":
         return "direct", "direct forced for this layer"
+    not_onednn = onednn_unavailable(n, bits, options)
+    if forced == "onednn":
+        if not_onednn:
+            return "direct", f"onednn forced for this layer, but {not_onednn}: falls back to direct"
+        return "onednn", "onednn forced for this layer" + ONEDNN_FALLBACK_NOTE
     layer, not_dfnt = dfnt_layer(n, bits)
     if forced == "dfnt":
         if layer is None:
             return "direct", f"dfnt forced for this layer, but {not_dfnt}: falls back to direct"
         return "dfnt", "dfnt forced for this layer"
-    if layer is None:
-        return "direct", not_dfnt
     isa = resolve_isa(options.isa_request)
-    if options.tune:
+    if options.tune and (layer is not None or not not_onednn):
         if runnable(options.isa_request):
-            return _tuned(n, bits, layer, isa)
-        kernel, why = _from_table(n, bits, layer, isa)
+            return _tuned(n, bits, layer, isa, with_onednn=not not_onednn)
+        kernel, why = _by_rules(n, bits, layer, not_dfnt, not_onednn, isa)
         return kernel, f"not tuned: this machine cannot run {options.isa_request} kernels; {why}"
-    return _from_table(n, bits, layer, isa)
+    return _by_rules(n, bits, layer, not_dfnt, not_onednn, isa)
+
+
+def _by_rules(n: Node, bits: int, layer, not_dfnt: str, not_onednn: str, isa: str) -> tuple[str, str]:
+    kernel, why = _from_table(n, bits, layer, isa) if layer is not None else ("direct", not_dfnt)
+    if kernel != "direct" or not_onednn:
+        return kernel, why
+    wins, rule = onednn_rule(n)
+    if wins:
+        return "onednn", rule + ONEDNN_FALLBACK_NOTE
+    return "direct", f"{why}; {rule}"
+
+
+# ---- oneDNN int8 ----------------------------------------------------------------------
+ONEDNN_TABLE = "benchmarks/results/int8_conv_kernels.md, 1 thread"
+ONEDNN_FALLBACK_NOTE = " (edgecc direct instead if, at open, oneDNN int8 is not exact on the CPU: no VNNI)"
+
+
+def onednn_unavailable(n: Node, bits: int, options) -> str:
+    """Why oneDNN cannot run this layer ("" = it can)."""
+    if bits != 8:
+        return f"oneDNN runs int8 layers only (this one is int{bits})"
+    if not options.onednn:
+        return "the model is compiled without oneDNN"
+    g = layer_geometry(n)
+    if g["reduction"] > QS8_MAX_REDUCTION_I32:
+        return (f"reduction {g['reduction']} > {QS8_MAX_REDUCTION_I32}: oneDNN's int32 sums would not be exact")
+    return ""
+
+
+def onednn_rule(n: Node) -> tuple[bool, str]:
+    """(oneDNN beats edgecc direct for this int8 layer, the rule that says so), from
+    benchmarks/results/int8_conv_kernels.md (ResNet-18 and MobileNet layers, batch 1,
+    1 thread, whole step with quantize / reorders): oneDNN wins the 3x3 depthwise
+    layers with stride 2 (where edgecc's depthwise kernel was measured at its slowest,
+    1.0-1.6 GMAC/s) or with outputs <= 7 wide (it puts one output row in 16 lanes: half
+    of them idle), by 1.2-2.2x; everything else (ResNet 3x3 / 1x1 / stem, pointwise,
+    stride-1 depthwise at >= 14x14) runs as fast or faster direct (oneDNN 0.2-1.05x,
+    ratios near 1 flipping with load between runs)."""
+    g = layer_geometry(n)
+    depthwise = g["groups"] == g["in_channels"] == g["out_channels"] > 1
+    measured_dw = depthwise and g["kernel"] == (3, 3) and g["dilations"] == (1, 1)
+    if measured_dw and (max(g["strides"]) > 1 or g["out_hw"][1] <= 7):
+        return True, (f"oneDNN beats edgecc direct on 3x3 depthwise layers with stride 2 or outputs <= 7 wide "
+                      f"(this one: stride {g['strides'][0]}x{g['strides'][1]}, {g['out_hw'][0]}x{g['out_hw'][1]} "
+                      f"out; oneDNN x1.2-2.2 faster in {ONEDNN_TABLE})")
+    return False, f"oneDNN int8 wins only 3x3 depthwise layers with stride 2 or outputs <= 7 wide ({ONEDNN_TABLE})"
 
 
 @functools.lru_cache(maxsize=1)
@@ -175,11 +232,11 @@ def _from_table(n: Node, bits: int, layer: DfntLayer, isa: str) -> tuple[str, st
     return p["winner"], point
 
 
-def _tuned(n: Node, bits: int, layer: DfntLayer, isa: str) -> tuple[str, str]:
-    """Time both kernels (the integer conv only: quantizer and epilogue are shared)."""
+def _tuned(n: Node, bits: int, layer: DfntLayer | None, isa: str, with_onednn: bool) -> tuple[str, str]:
+    """Time the candidates (the integer conv only: quantizer and epilogue are shared;
+    oneDNN's includes its NCHW reorders in and out)."""
     from ... import _native
     from ...kernels.direct import DirectConv2d
-    from ...kernels.dfnt import polyphase_input
     g = layer_geometry(n)
     w = n.inputs[1].data
     qdt = np.int8 if bits == 8 else np.int16
@@ -187,6 +244,44 @@ def _tuned(n: Node, bits: int, layer: DfntLayer, isa: str) -> tuple[str, str]:
     x = rng.integers(-QMAX[bits], QMAX[bits] + 1, size=(g["batch"], g["in_channels"], *g["in_hw"])).astype(qdt)
     direct = DirectConv2d(w, stride=g["strides"], padding=g["pads"], dilation=g["dilations"], groups=g["groups"],
                           isa=isa)
+    run = {"direct": lambda: direct(x)}
+    if layer is not None:
+        run["dfnt"] = _dfnt_runner(layer, g, x, isa)
+    not_timed = ""
+    if with_onednn:
+        from ...errors import EdgeccError
+        from .onednn_s8 import OnednnS8Conv
+        try:
+            conv = OnednnS8Conv(onednn_shape(n), w)
+            y = np.empty(conv.out_shape, np.int32)
+            run["onednn"] = lambda: conv(x, 0, y)
+        except EdgeccError as exc:   # e.g. no VNNI here: oneDNN int8 would not be exact
+            with_onednn, not_timed = False, f"; onednn not timed: {exc}"
+    for fn in run.values():   # warm-up: first-touch of buffers, thread pool start
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in run}
+    start = time.perf_counter()
+    while len(times["direct"]) < TUNE_MAX_REPS and (time.perf_counter() - start < TUNE_BUDGET_S
+                                                     or not times["direct"]):
+        for name, fn in run.items():   # interleaved: load changes hit all alike
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    med = {name: statistics.median(ts) * 1e3 for name, ts in times.items()}
+    best = min(med, key=med.get)
+    parts = [f"direct {med['direct']:.3f} ms"]
+    if layer is not None:
+        parts.append(f"dfnt {layer.ring} n={layer.transform_size} {med['dfnt']:.3f} ms")
+    if with_onednn:
+        parts.append(f"onednn {med['onednn']:.3f} ms")
+    why = (f"tuned on this machine ({isa}): {', '.join(parts)} (integer conv only, medians of "
+           f"{len(times['direct'])}, {_native.omp_max_threads()} threads){not_timed}")
+    return best, why + (ONEDNN_FALLBACK_NOTE if best == "onednn" else "")
+
+
+def _dfnt_runner(layer: DfntLayer, g: dict, x: np.ndarray, isa: str):
+    from ... import _native
+    from ...kernels.dfnt import polyphase_input
     plan = _native.dfnt_prepare_conv(layer.weights.astype(np.int64), layer.bits, layer.transform_size, isa, "", 0)
     sh, sw = g["strides"]
     pads = g["pads"]
@@ -197,18 +292,11 @@ def _tuned(n: Node, bits: int, layer: DfntLayer, isa: str) -> tuple[str, str]:
         qh, qw = layer.weights.shape[2:]
         xd = polyphase_input(xp, sh, sw, g["out_hw"][0] + qh - 1, g["out_hw"][1] + qw - 1)
         dpads = (0, 0, 0, 0)
-    run = {"direct": lambda: direct(x), "dfnt": lambda: _native.dfnt_run_conv(plan, xd, dpads, 0)}
-    for fn in run.values():   # warm-up: first-touch of buffers, thread pool start
-        fn()
-    times: dict[str, list[float]] = {"direct": [], "dfnt": []}
-    start = time.perf_counter()
-    while len(times["dfnt"]) < TUNE_MAX_REPS and (time.perf_counter() - start < TUNE_BUDGET_S or not times["dfnt"]):
-        for name, fn in run.items():   # interleaved: load changes hit both alike
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    med = {name: statistics.median(ts) * 1e3 for name, ts in times.items()}
-    best = min(med, key=med.get)
-    return best, (f"tuned on this machine ({isa}): direct {med['direct']:.3f} ms, dfnt {layer.ring} "
-                  f"n={layer.transform_size} {med['dfnt']:.3f} ms (integer conv only, medians of "
-                  f"{len(times['dfnt'])}, {_native.omp_max_threads()} threads)")
+    return lambda: _native.dfnt_run_conv(plan, xd, dpads, 0)
+
+
+def onednn_shape(n: Node) -> tuple[int, ...]:
+    """The layer as oneDNN wrappers take it: n c h w o kh kw sh sw dh dw pt pl pb pr groups."""
+    g = layer_geometry(n)
+    return (g["batch"], g["in_channels"], *g["in_hw"], g["out_channels"], *g["kernel"], *g["strides"],
+            *g["dilations"], *g["pads"], g["groups"])
