@@ -208,16 +208,13 @@ def _numel(v: Value) -> int:
     return v.type.numel
 
 
-def _emit_conv2d(e: Emitter, n: Node, k: int) -> Step:
-    x, w = n.inputs[0], n.inputs[1]
-    b = n.inputs[2] if len(n.inputs) == 3 else None
-    a = n.attrs
+def conv2d_shape_struct(n: Node) -> list[str]:
+    """Statements declaring `edgecc::Conv2dShape s` for a conv-like node (x, w[O, C/g, kh, kw])."""
+    x, w, a = n.inputs[0], n.inputs[1], n.attrs
     N, C, H, Wd = x.shape
-    O, cg, kh, kw = w.shape
+    O, _, kh, kw = w.shape
     pt, pl, pb, pr = a["pads"]
-    woff = e.weights.add(("raw", id(w)), w.data.astype(np.float32))
-    bias = f"W<float>({e.weights.add(('raw', id(b)), b.data.astype(np.float32))})" if b is not None else "nullptr"
-    shape = [
+    return [
         "  edgecc::Conv2dShape s;",
         f"  s.batch = {N}; s.in_channels = {C}; s.in_h = {H}; s.in_w = {Wd};",
         f"  s.out_channels = {O}; s.kernel_h = {kh}; s.kernel_w = {kw};",
@@ -225,6 +222,17 @@ def _emit_conv2d(e: Emitter, n: Node, k: int) -> Step:
         f"  s.dilation_h = {a['dilations'][0]}; s.dilation_w = {a['dilations'][1]};",
         f"  s.pad_top = {pt}; s.pad_left = {pl}; s.pad_bottom = {pb}; s.pad_right = {pr}; s.groups = {a['groups']};",
     ]
+
+
+def _emit_conv2d(e: Emitter, n: Node, k: int) -> Step:
+    x, w = n.inputs[0], n.inputs[1]
+    b = n.inputs[2] if len(n.inputs) == 3 else None
+    a = n.attrs
+    N, C, H, Wd = x.shape
+    O, cg, kh, kw = w.shape
+    woff = e.weights.add(("raw", id(w)), w.data.astype(np.float32))
+    bias = f"W<float>({e.weights.add(('raw', id(b)), b.data.astype(np.float32))})" if b is not None else "nullptr"
+    shape = conv2d_shape_struct(n)
     params, fp32 = _const_bytes(n)
     if e.options.onednn:   # model_onednn.h: primitive and weight layout picked by oneDNN at open
         from . import onednn
@@ -235,7 +243,7 @@ def _emit_conv2d(e: Emitter, n: Node, k: int) -> Step:
                    f"  m->conv_{k} = std::make_unique<edgecc::model::OnednnConvF32>({where}, s, "
                    f"W<float>({woff}), {bias});", "}"]
         body = [f"m->conv_{k}->run({e.ptr(x)}, {e.ptr(n.outputs[0])}, m->threads);"]
-        impl = onednn.conv_impl((N, C, H, Wd, O, kh, kw, *a["strides"], *a["dilations"], pt, pl, pb, pr,
+        impl = onednn.conv_impl((N, C, H, Wd, O, kh, kw, *a["strides"], *a["dilations"], *a["pads"],
                                  a["groups"]), bias=b is not None)
         return Step(n, f"onednn f32 conv ({impl or 'implementation unknown'} on the build CPU; oneDNN "
                        f"{lib.version}, {lib.threading}; weights reordered at open)",

@@ -29,7 +29,7 @@ import numpy as np
 
 from ...errors import UnsupportedOpsError
 from ..ir import DType, Node
-from .cpp import Emitter, Step, _cstr, _f
+from .cpp import Emitter, Step, _cstr, _f, conv2d_shape_struct
 from .int_kernel_choice import QMAX, QS8_MAX_REDUCTION_I32, choose, dfnt_layer, onednn_shape, resolve_isa
 
 
@@ -53,22 +53,6 @@ def _direct_kernel_name(dtype: str, n: Node, w_shape, isa: str) -> str:
                                                  list(a["pads"]), list(a["dilations"]), a["groups"], isa)
     except ValueError:   # an ISA this machine cannot run (cross-compiling): the family name
         return f"{dtype}_conv2d_direct_{isa}"
-
-
-def _shape_struct(n: Node) -> list[str]:
-    x, w = n.inputs[0], n.inputs[1]
-    a = n.attrs
-    N, C, H, Wd = x.shape
-    O, _, kh, kw = w.shape
-    pt, pl, pb, pr = a["pads"]
-    return [
-        "  edgecc::Conv2dShape s;",
-        f"  s.batch = {N}; s.in_channels = {C}; s.in_h = {H}; s.in_w = {Wd};",
-        f"  s.out_channels = {O}; s.kernel_h = {kh}; s.kernel_w = {kw};",
-        f"  s.stride_h = {a['strides'][0]}; s.stride_w = {a['strides'][1]};",
-        f"  s.dilation_h = {a['dilations'][0]}; s.dilation_w = {a['dilations'][1]};",
-        f"  s.pad_top = {pt}; s.pad_left = {pl}; s.pad_bottom = {pb}; s.pad_right = {pr}; s.groups = {a['groups']};",
-    ]
 
 
 @dataclass
@@ -100,7 +84,7 @@ def _direct(e: Emitter, n: Node, k: int, bits: int, isa: str) -> _IntConv:
         detail = f"int{'64' if wide else '32'} sums, weights packed at open"
     return _IntConv(
         _direct_kernel_name("qs16" if wide else "qs8", n, w.shape, isa), detail, q_t, acc_t,
-        _shape_struct(n) + [f"  m->qconv_{k} = std::make_unique<edgecc::{plan_t}>(s, W<{q_t}>({woff}), nullptr, "
+        conv2d_shape_struct(n) + [f"  m->qconv_{k} = std::make_unique<edgecc::{plan_t}>(s, W<{q_t}>({woff}), nullptr, "
                             "m->isa);"],
         f"std::unique_ptr<edgecc::{plan_t}> qconv_{k};",
         f"m->qconv_{k}->run(m->qin_{k}.data(), {N}, {H}, {Wd}, m->acc_{k}.data(), m->threads);",
@@ -146,7 +130,7 @@ def _onednn(e: Emitter, n: Node, k: int, bits: int, isa: str) -> _IntConv:
     woff = e.weights.add(("qconv_direct", id(n.inputs[1]), "int8"), n.inputs[1].data.astype(np.int8))
     where = _cstr(f"node '{n.name}' (op {n.op})")   # named by oneDNN errors
     impl = onednn.conv_impl(onednn_shape(n), int8=True)
-    prepare = _shape_struct(n) + [
+    prepare = conv2d_shape_struct(n) + [
         "  if (edgecc::model::OnednnConvS8S32::exact_on_this_cpu())",
         f"    m->qconv_onednn_{k} = std::make_unique<edgecc::model::OnednnConvS8S32>({where}, s, W<int8_t>({woff}));",
         "  else  // no VNNI: oneDNN int8 would round; edgecc's direct kernel is exact",
