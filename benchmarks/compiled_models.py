@@ -42,9 +42,10 @@ from edgecc.compiler.ir import save as save_ecir
 from edgecc.runtime import bench as B
 from edgecc.runtime import compare as C
 
-VARIANTS = [  # (name, scheme, PA bases)
-    ("fp32", "fp32", None), ("int8", "int8", None), ("PA(4,5)", "pa", (4, 5)),
-    ("PA(2,3)", "pa", (2, 3)), ("binary", "binary", None),
+VARIANTS = [  # (name, scheme, PA bases, onednn: None = --onednn, False = edgecc's own kernels only)
+    ("fp32", "fp32", None, None), ("fp32 no-oneDNN", "fp32", None, False),
+    ("int8", "int8", None, None), ("int8 no-oneDNN", "int8", None, False),
+    ("PA(4,5)", "pa", (4, 5), None), ("PA(2,3)", "pa", (2, 3), None), ("binary", "binary", None, None),
 ]
 CALIB_SAMPLES = 4
 RUNS, MIN_TIME, MAX_TIME = 10, 2.0, 5.0
@@ -63,7 +64,7 @@ def dirname(variant: str) -> str:
 def compile_variants(ecir: Path, work: Path, calib: np.ndarray, onednn, wanted: list[str]) -> dict:
     """name -> {"outdir", "compile_s", "summary"...} or {"error"}."""
     out = {}
-    for name, scheme, bases in VARIANTS:
+    for name, scheme, bases, own_onednn in VARIANTS:
         if name not in wanted:
             continue
         log(f"[compile] {name} (scheme {scheme})")
@@ -71,13 +72,14 @@ def compile_variants(ecir: Path, work: Path, calib: np.ndarray, onednn, wanted: 
         try:
             meta = edgecc.compile(str(ecir), work / dirname(name),
                                   scheme=scheme, pa_bases=bases or (4, 5),
-                                  calib=None if scheme == "fp32" else [calib], onednn=onednn)
+                                  calib=None if scheme == "fp32" else [calib],
+                                  onednn=onednn if own_onednn is None else own_onednn)
         except Exception as e:  # noqa: BLE001 - reported, the other schemes still run
             out[name] = {"scheme": scheme, "error": C.reason(e)}
             log(f"          not available: {out[name]['error']}")
             continue
         s, report = meta["summary"], meta.get("scheme_report") or {}
-        out[name] = {"scheme": scheme, "outdir": str(work / dirname(name)),
+        out[name] = {"scheme": scheme, "outdir": str(work / dirname(name)), "onednn": meta["options"]["onednn"],
                      "compile_s": round(time.perf_counter() - t0, 1),
                      "model_so_bytes": s["artifact_bytes"], "weights_bytes": s["weights_section_bytes"],
                      "compression": s["compression_ratio"], "layers_per_kernel": s["layers_per_kernel"],
