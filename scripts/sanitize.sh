@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Build the native extension with AddressSanitizer + UndefinedBehaviorSanitizer into
 # build/sanitize/ (the normal editable build in .venv is left alone) and run the kernel
-# tests against it. Any sanitizer report, crash or test failure fails the script.
-#   scripts/sanitize.sh                 # default kernel test subset (a few minutes)
+# tests against it, then the compiled-model runtime tests with EDGECC_SANITIZE exported, so
+# every model.so they compile (and its cached kernel archive, codegen/build.py) is
+# instrumented too. Any sanitizer report, crash or test failure fails the script.
+#   scripts/sanitize.sh                 # default kernel + compiled-model subset (minutes)
 #   scripts/sanitize.sh tests/test_x.py # other tests / pytest arguments
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +31,40 @@ for entry in "$ROOT"/edgecc/*; do
 done
 cp "$SO" "$PKG/edgecc/"
 
-# 3. Run. The ASan runtime must be loaded first (Python itself is not instrumented);
+TESTS=("$@")
+if [ ${#TESTS[@]} -eq 0 ]; then
+  TESTS=(tests/test_direct_conv.py tests/test_binary_conv.py tests/test_bitpack.py
+         tests/test_dfnt_conv.py tests/test_dfnt_ring.py tests/test_dfnt_transform.py
+         tests/fuzz/test_fuzz_kernels.py
+         # Compiled models, in-process (edgecc.runtime and the C API through ctypes).
+         # Not tests/test_c_app.py: its C example is a separate process (the sanitized
+         # model.so needs the ASan runtime loaded first, which a plain C program does not
+         # do) and it runs under valgrind, which cannot run ASan code.
+         tests/test_runtime_robustness.py tests/test_concurrency.py tests/test_fault_injection.py
+         tests/test_compile_int.py tests/test_compile_pa.py tests/test_sanitize_build.py)
+  PREBUILD=1
+fi
+
+# 3. Compiled models: codegen/build.py instruments every model.so and kernel archive it
+# builds while EDGECC_SANITIZE is set. For the default run, the sanitized kernel archives of
+# every target the tests build are made up front without the ASan preload (a plain
+# compiler runs faster; cached in build/model-kernels/<target>-sanitize-*). oneDNN's probe
+# library is built plain first: its cache key does not include the sanitizer, and a probe
+# linked against a sanitized archive would not load in a plain process later.
+export EDGECC_SANITIZE=address,undefined
+if [ "${PREBUILD:-0}" = 1 ]; then
+  EDGECC_SANITIZE= "$PY" -c \
+    "from edgecc.compiler.codegen import onednn as d; d.available() and d.matmul_impl(1, 1, 1, False, 0, 0)"
+  "$PY" - "$(nproc)" <<'EOF'
+import sys
+from edgecc.compiler.codegen import build as B
+for name in B.TARGETS:
+    B.kernel_archive(B.resolve_target(name), jobs=int(sys.argv[1]))
+EOF
+  echo "sanitize: extension and kernel archives ready after ${SECONDS}s"
+fi
+
+# 4. Run. The ASan runtime must be loaded first (Python itself is not instrumented);
 # libstdc++ is preloaded too, else ASan's __cxa_throw interceptor finds no real
 # __cxa_throw (Python is C, libstdc++ only arrives with the module) and aborts on the
 # first C++ exception. Leak checking is off: the interpreter keeps its objects until exit.
@@ -38,12 +73,6 @@ rm -rf "$REPORTS" && mkdir -p "$REPORTS"
 export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=1:detect_odr_violation=0:log_path=$REPORTS/asan"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$REPORTS/ubsan"
 export EDGECC_SANITIZE_PKG=$PKG
-TESTS=("$@")
-if [ ${#TESTS[@]} -eq 0 ]; then
-  TESTS=(tests/test_direct_conv.py tests/test_binary_conv.py tests/test_bitpack.py
-         tests/test_dfnt_conv.py tests/test_dfnt_ring.py tests/test_dfnt_transform.py
-         tests/fuzz/test_fuzz_kernels.py)
-fi
 set +e
 LD_PRELOAD="$(g++ -print-file-name=libasan.so) $(g++ -print-file-name=libstdc++.so)" OMP_NUM_THREADS=2 "$PY" - "${TESTS[@]}" <<'EOF'
 import os, sys
@@ -64,4 +93,4 @@ if compgen -G "$REPORTS/*" > /dev/null; then
   exit 1
 fi
 if [ "$rc" -ne 0 ]; then echo "sanitize: tests failed under ASan+UBSan (exit $rc)"; exit "$rc"; fi
-echo "sanitize: clean (ASan+UBSan, ${#TESTS[@]} test files)"
+echo "sanitize: clean (ASan+UBSan, ${#TESTS[@]} test files, compiled models too) in ${SECONDS}s"

@@ -315,6 +315,7 @@ def _metadata(graph, gen, tgt, scheme, build_info, lib: Path, lib_bytes: int) ->
         "format": "edgecc-model", "abi_version": 1,
         "model": graph.name, "scheme": scheme,
         "target": {"name": tgt.name, "flags": tgt.march, "kernel_isa": tgt.isa_request or "auto",
+                   "sanitize": tgt.sanitize or None,
                    "required_cpu_flags": tgt.required_flags},
         "build_info": build_info,
         "inputs": desc(graph.inputs), "outputs": desc(graph.outputs),

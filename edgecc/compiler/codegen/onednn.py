@@ -181,6 +181,7 @@ def _probe_library():
     for header in B._local_includes([B.INCLUDE / HEADER]) + [B.INCLUDE / HEADER]:
         h.update(header.read_bytes())
     target = B.resolve_target("host")
+    h.update(target.sanitize.encode())   # a sanitized probe needs the ASan runtime: never share it
     out_dir = B.CACHE.parent / "onednn-probe" / h.hexdigest()[:16]
     lib = out_dir / "probe.so"
     if not lib.exists():
