@@ -101,3 +101,5 @@ def test_shared_weight_stored_once(frontend, tmp_path):
     assert f"1 constant(s) stored once for {L} layers" in text
     assert f"by {L} layers" in text
     assert "none (every layer has its own weights)" in format_summary(u)
+    print(f"\n{frontend}: weights section shared {s['weights_section_bytes']:,} B, unshared "
+          f"{u['weights_section_bytes']:,} B, ratio {ratio:.2f} (L = {L})\n{text}")

@@ -6,16 +6,21 @@ the interpreter. ResNet-18 and Bi-Real ResNet-18 also go through scheme="pa".
 Configs are the smallest the architectures allow (CIFAR stems, 16x16 inputs, fewer
 classes) so the file stays within a few minutes on two cores.
 
-Sign-binarized models (Bi-Real, NASB, UA): their sign(x) = where(x >= 0, 1, -1) sits on
-float values computed by differently ordered sums (PyTorch's float32 conv, the
-reference's float64 one, the compiled float32 kernels). An activation within rounding
-of 0 can land on the other side, flipping one +-1 input of the next conv: a tie, not a
-bug. For those models the outputs must agree on the prediction and within
-SIGN_TIE_RTOL of the output scale; every other comparison uses RTOL.
+Sign-binarized models (Bi-Real, NASB, UA): sign(x) = where(x >= 0, 1, -1) sits on float
+values that PyTorch (float32 conv), the reference (float64 sums) and the compiled kernels
+(float32, other orders) round differently. A value within rounding of 0 can land on the
+other side: a tie, not a bug, but in a deep random sign net one flipped +-1 grows through
+the layers (UA-ResNet-77 outputs differ by ~40% after one). So these models are imported
+in float64, where the interpreter equals eager to ~1e-12 (no ties), and their compiled
+float32 form is checked tie-aware: every sign of the library must equal the
+interpreter's until the first sign layer where they differ, and there they may differ
+only where the interpreter's input to the sign is within rounding (TIE_ATOL of its
+scale) of 0; with no tie the outputs must agree within RTOL.
 """
 from __future__ import annotations
 
 import io
+import json
 import warnings
 
 import numpy as np
@@ -27,7 +32,7 @@ import edgecc
 import edgecc.runtime
 import edgecc.zoo as zoo
 from edgecc.compiler.compile import compile as compile_model
-from edgecc.compiler.ir import Graph
+from edgecc.compiler.ir import DType, Graph, TensorType
 from edgecc.compiler.passes import default_pipeline
 from edgecc.compiler.passes.aw_conv_taps import lower_aw_conv_taps, recognize_aw_conv
 from edgecc.compiler.passes.lower_indexed_conv import lower_indexed_conv, recognize_indexed_conv
@@ -35,8 +40,10 @@ from edgecc.compiler.quant.calibration import calibrate
 from edgecc.compiler.quant.convert import pa_convert
 from edgecc.compiler.quant.export import exportable
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")   # tiny kernels: extra threads only thrash
+
 RTOL = 1e-4          # of the output scale (max |reference|)
-SIGN_TIE_RTOL = 5e-2
+TIE_ATOL = 1e-5      # a sign input this close to 0 (relative to the layer's scale) is a tie
 
 # name -> (builder kwargs, input size)
 CONFIGS = {
@@ -65,11 +72,14 @@ SIGN_MODELS = {n for n in CONFIGS if n.startswith(("bireal", "nasb", "ua_"))}
 
 
 def build(name):
+    """(model, input); sign models in float64 (see the module docstring)."""
     torch.manual_seed(0)
     kw, size = CONFIGS[name]
     model = zoo.get(name, **kw).eval()
     _randomize_batch_norms(model)
     x = torch.randn(1, 3, size, size)
+    if name in SIGN_MODELS:
+        model, x = model.double(), x.double()
     return model, x
 
 
@@ -96,12 +106,41 @@ def rel_diff(a, b) -> float:
 
 def assert_close(name, what, got, want):
     d = rel_diff(got, want)
-    if name in SIGN_MODELS:
-        assert np.array_equal(got.argmax(-1), want.argmax(-1)), f"{name} {what}: predictions differ"
-        assert d <= SIGN_TIE_RTOL, f"{name} {what}: max rel diff {d:.2e}"
-    else:
-        assert d <= RTOL, f"{name} {what}: max rel diff {d:.2e}"
+    assert d <= RTOL, f"{name} {what}: max rel diff {d:.2e}"
     return d
+
+
+def as_float32(graph: Graph) -> Graph:
+    """The float64 graph of a sign model in float32, the compiled dtype (same nodes)."""
+    g = graph.copy()
+    values = {id(v): v for v in g.inputs}
+    for n in g.nodes:
+        values.update((id(v), v) for v in n.inputs + n.outputs)
+    for v in values.values():
+        if v.dtype == DType.f64:
+            v.type = TensorType(v.shape, DType.f32)
+            if v.is_constant:
+                v.data = v.data.astype(np.float32)
+    return g
+
+
+def sign_nodes(graph: Graph) -> list:
+    """select nodes with constant branches: the sign activations (outputs exactly +-1)."""
+    return [n for n in graph.nodes if n.op == "select" and n.inputs[2].is_constant and n.inputs[3].is_constant]
+
+
+def assert_same_signs_up_to_a_tie(name, signs, lib_outs, ref_outs) -> int:
+    """lib_outs / ref_outs: per sign node (input, output). Returns the number of layers
+    that agree before the first tie (all of them when there is none)."""
+    for k, (n, (x_lib, y_lib), (x_ref, y_ref)) in enumerate(zip(signs, lib_outs, ref_outs)):
+        flipped = y_lib != y_ref
+        if flipped.any():
+            scale = max(float(np.abs(x_ref).max()), 1e-30)
+            worst = float(np.abs(x_ref[flipped]).max()) / scale
+            assert worst <= TIE_ATOL, (f"{name}: sign {n.name} differs at {int(flipped.sum())} element(s), "
+                                       f"input up to {worst:.1e} of its scale from 0: not a tie")
+            return k
+    return len(signs)
 
 
 def compile_ready(graph: Graph) -> Graph:
@@ -111,6 +150,27 @@ def compile_ready(graph: Graph) -> Graph:
         p(graph)
     default_pipeline().run(graph)
     return graph
+
+
+def compile_and_check(name, graph: Graph, x: np.ndarray, out, scheme: str,
+                      run_passes: bool = True) -> tuple[float, str]:
+    """Compile `graph` and compare the library with the interpreter (tie-aware when the
+    graph has sign activations); returns (max rel diff, a note on the signs)."""
+    signs = sign_nodes(graph)
+    if signs:   # their inputs and outputs become graph outputs, to be compared too
+        graph.outputs = graph.outputs[:1] + [v for n in signs for v in (n.inputs[0], n.outputs[0])]
+    compile_model(graph, out, scheme=scheme, run_passes=run_passes)
+    y_lib, *lib_signs = edgecc.runtime.load(out).run(x)
+    y_ref, *ref_signs = edgecc.interpret(graph, x)
+    if not signs:
+        return assert_close(name, f"compiled {scheme} vs interpreter", y_lib, y_ref), ""
+    pairs = lambda outs: list(zip(outs[0::2], outs[1::2]))  # noqa: E731
+    agree = assert_same_signs_up_to_a_tie(name, signs, pairs(lib_signs), pairs(ref_signs))
+    note = f", signs equal in {agree}/{len(signs)} layers" + ("" if agree == len(signs) else " (then a tie)")
+    if agree < len(signs):   # past a tie the outputs legitimately differ
+        assert np.isfinite(y_lib).all() and y_lib.shape == y_ref.shape
+        return rel_diff(y_lib, y_ref), note
+    return assert_close(name, f"compiled {scheme} vs interpreter", y_lib, y_ref), note
 
 
 def test_every_zoo_model_has_a_config():
@@ -126,19 +186,22 @@ def test_zoo_model_imports_interprets_and_compiles(name, tmp_path):
 
     g_torch = edgecc.load(model, (x,))
     (y_torch,) = edgecc.interpret(g_torch, xn)
-    assert_close(name, "torch.export import vs eager", y_torch, eager)
+    d_torch = assert_close(name, "torch.export import vs eager", y_torch, eager)
 
     g_onnx = onnx_graph(model, x)
     (y_onnx,) = edgecc.interpret(g_onnx, xn)
-    assert_close(name, "ONNX import vs eager", y_onnx, eager)
+    d_onnx = assert_close(name, "ONNX import vs eager", y_onnx, eager)
 
     graph = compile_ready(g_torch)
     assert not {"indexed_conv2d", "aw_conv2d"} & {n.op for n in graph.nodes}
     (y_ref,) = edgecc.interpret(graph, xn)
-    assert_close(name, "lowered graph vs eager", y_ref, eager)
-    compile_model(graph, tmp_path / name, scheme="fp32")
-    (y_lib,) = edgecc.runtime.load(tmp_path / name).run(xn)
-    assert_close(name, "compiled fp32 vs interpreter", y_lib, y_ref)
+    d_lowered = assert_close(name, "lowered graph vs eager", y_ref, eager)
+    if name in SIGN_MODELS:
+        graph, xn = as_float32(graph), xn.astype(np.float32)
+    # compile_ready ran the default pipeline already
+    d_lib, note = compile_and_check(name, graph, xn, tmp_path / name, "fp32", run_passes=False)
+    print(f"\n{name}: max rel diff torch-import {d_torch:.1e}, onnx-import {d_onnx:.1e}, "
+          f"lowered {d_lowered:.1e}, compiled {d_lib:.1e}{note} ({len(graph.nodes)} nodes compiled)")
 
 
 # ---- scheme="pa": binary kernels ------------------------------------------------------------
@@ -146,6 +209,7 @@ def _pa_graph(name):
     """The zoo model with its plain convs PA(2, 3)-binarized (first conv and classifier
     stay float), activation quantizers calibrated on random batches, exported."""
     model, x = build(name)
+    model, x = model.float(), x.float()
     pa = pa_convert(model, 2, 3).eval()
     calibrate(pa, [torch.randn(4, *x.shape[1:], generator=torch.Generator().manual_seed(i)) for i in range(2)])
     pa.eval()
@@ -160,9 +224,90 @@ def test_zoo_model_compiles_with_pa_scheme(name, tmp_path):
     graph, x = _pa_graph(name)
     binary = [n.name for n in graph.nodes if n.op == "binary_conv2d"]
     assert len(binary) == (19 if name == "resnet18" else 3)
-    meta = compile_model(graph, tmp_path / name, scheme="pa")
+    d, note = compile_and_check(name, graph, x, tmp_path / name, "pa")
+    meta = json.loads((tmp_path / name / "model.json").read_text())
     engine_layers = [layer for layer in meta["layers"] if layer["kernel"].startswith("binary engine")]
     assert len(engine_layers) == len(binary)
-    (y_ref,) = edgecc.interpret(graph, x)
-    (y_lib,) = edgecc.runtime.load(tmp_path / name).run(x)
-    assert_close(name, "compiled pa vs interpreter", y_lib, y_ref)
+    print(f"\n{name} pa: {len(binary)} binary layers, max rel diff compiled vs interpreter {d:.1e}{note}")
+
+
+# ---- the emitters of emit_extra.py and the comparison / gather importers, op by op -------------
+def _extra_ops_graph() -> Graph:
+    """Every op of codegen/emit_extra.py, with broadcasting, a negative-step slice and
+    negative (cropping) pads."""
+    g = Graph("extra_ops")
+    x = g.add_input("x", (2, 6, 5, 7))
+    rng = np.random.default_rng(3)
+    t = Graph.constant("t", rng.standard_normal((1, 6, 1, 1)).astype(np.float32))
+    zero = Graph.constant("zero", np.zeros((), np.float32))
+    neg = g.add_node("mul", [x, Graph.constant("m", np.asarray(-0.5, np.float32))], {}).outputs[0]
+    specs = [("select", [x, t if i % 2 else zero, x, neg], {"cmp": c})
+             for i, c in enumerate(("lt", "le", "gt", "ge", "eq", "ne"))]
+    specs += [(op, [x], {}) for op in ("sigmoid", "tanh", "sign", "hardswish")]
+    specs += [("leaky_relu", [x], {"alpha": 0.1}), ("hardsigmoid", [x], {"alpha": 0.3, "beta": 0.4}),
+              ("softmax", [x], {"axis": 1}), ("softmax", [x], {"axis": -1}),
+              ("adaptive_avg_pool2d", [x], {"output_size": (3, 4)}),
+              ("slice", [x], {"starts": (5, 1), "ends": (-100, 6), "axes": (1, 3), "steps": (-2, 2)}),
+              ("split", [x], {"axis": 1, "sizes": (1, 2, 3)}),
+              ("transpose", [x], {"perm": (0, 2, 3, 1)}), ("channel_shuffle", [x], {"groups": 3})]
+    specs += [("pad", [x], {"pads": (0, 1, 3, -2, 0, -1, 2, 4), "mode": m, "value": 1.5})
+              for m in ("constant", "reflect", "edge")]
+    outs = []
+    for op, ins, attrs in specs:
+        outs += g.add_node(op, ins, attrs).outputs
+    g.outputs = outs
+    return g
+
+
+def test_extra_emitters_equal_the_interpreter(tmp_path):
+    g = _extra_ops_graph()
+    x = np.random.default_rng(0).standard_normal(g.inputs[0].shape).astype(np.float32)
+    x[0, 0, 0, :3] = 0.0                     # comparison ties and sign(0)
+    compile_model(g, tmp_path / "extra", scheme="fp32")
+    got = edgecc.runtime.load(tmp_path / "extra").run(x)
+    for v, want, y in zip(g.outputs, edgecc.interpret(g, x), got):
+        exact = v.producer.op not in ("tanh", "hardsigmoid")   # libm / rounding-order ulps
+        if exact:
+            np.testing.assert_array_equal(y, want, err_msg=v.producer.op)
+        else:
+            np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-7, err_msg=v.producer.op)
+
+
+class _Comparisons(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mask", torch.tensor([1.0, 0.0, 2.0]).reshape(1, 3, 1))
+        self.w = torch.nn.Parameter(torch.randn(3, 1))
+
+    def forward(self, x):
+        s = torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))   # sign, sign(0) = +1
+        c = torch.where(x.clamp(-1, 1) < 0.25, x * 2, x - 1)               # both branches run-time
+        m = torch.where(self.mask > 0, x, -x)                              # a constant mask
+        k = torch.where(self.w.abs().mean() > self.w, 1.0, 0.0)            # constants only: folded
+        y = torch.where(x != s, s, c.neg()) + torch.where(x <= 0.5, 3.0, x)
+        return s + c + m + k + y + x[:, [2, 0, 1]] + (x > 0.1).float()
+
+
+def test_comparisons_import_as_select_in_both_frontends():
+    x = torch.randn(2, 3, 5)
+    x[0, 0, :2] = 0.0
+    x[1, 1, 0] = 0.25
+    model = _Comparisons().eval()
+    with torch.no_grad():
+        want = model(x).numpy()
+    for graph in (edgecc.load(model, (x,)), onnx_graph(model, x)):
+        ops = {n.op for n in graph.nodes}
+        assert "select" in ops and not {v.dtype.name for n in graph.nodes for v in n.outputs} & {"bool"}
+        np.testing.assert_array_equal(edgecc.interpret(graph, x.numpy())[0], want)
+
+
+class _ComparisonOutput(torch.nn.Module):
+    def forward(self, x):
+        return (x > 0) * x
+
+
+def test_comparison_outside_where_is_a_clear_error():
+    from edgecc.errors import UnsupportedOpsError
+    x = torch.randn(1, 4)
+    with pytest.raises(UnsupportedOpsError, match="condition of torch.where"):
+        edgecc.load(_ComparisonOutput(), (x,))

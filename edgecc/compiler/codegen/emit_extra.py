@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from ...errors import UnsupportedOpsError
 from ..ir import Node, Value
 from .cpp import Emitter, Step, _broadcast_strides, _f, _numel, _simple

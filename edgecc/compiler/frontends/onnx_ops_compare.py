@@ -2,7 +2,8 @@
 and its REAF / rolling pointwise layers as torch.onnx writes them):
 
     Less / LessOrEqual / Greater / GreaterOrEqual / Equal  ->  held, then with the Where
-    that reads it: one IR `select` (no boolean tensor in the IR; see ops.py)
+    (Not)                                                     that reads it: one IR `select`
+                                                               (no boolean tensor in the IR)
     Where(constant mask, a, b)                             ->  select(mask != 0, a, b)
     Abs, ReduceMean, Neg                                   ->  folded on constants (weights)
     Gather(x, constant indices)                            ->  a slice per run of
@@ -13,24 +14,42 @@ All of them still fold with numpy when every input is constant (shape subgraphs)
 from __future__ import annotations
 
 import dataclasses
+import weakref
 
 import numpy as np
+from onnx import helper
 
 from ..ir import TensorType, Value
 from ..ir.dtypes import DType
 from .onnx_ops import CONVERTERS, OnnxNode, _ints, _norm_axis, converter
 
-_CMPS = {"Less": ("lt", np.less), "LessOrEqual": ("le", np.less_equal),
+_CMPS: dict = {"Less": ("lt", np.less), "LessOrEqual": ("le", np.less_equal),
          "Greater": ("gt", np.greater), "GreaterOrEqual": ("ge", np.greater_equal),
          "Equal": ("eq", np.equal)}
 
 
+_INDEX: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # importer -> its node index
+
+
+def _index(ctx) -> tuple[dict, dict]:
+    """(producer by value name, consumers by value name) of the model being imported."""
+    if ctx not in _INDEX:
+        producer, consumers = {}, {}
+        for m in ctx.nodes:
+            for o in m.outputs:
+                producer.setdefault(o, m)
+            for i in set(m.inputs):
+                consumers.setdefault(i, []).append(m)
+        _INDEX[ctx] = (producer, consumers)
+    return _INDEX[ctx]
+
+
 def _consumers(ctx, name: str) -> list[OnnxNode]:
-    return [m for m in ctx.nodes if name in m.inputs]
+    return _index(ctx)[1].get(name, [])
 
 
 def _producer(ctx, name: str) -> OnnxNode | None:
-    return next((m for m in ctx.nodes if name in m.outputs), None)
+    return _index(ctx)[0].get(name)
 
 
 def _all_const(ctx, n: OnnxNode) -> bool:
@@ -43,16 +62,39 @@ def _compare(ctx, n):
     if _all_const(ctx, n):
         ctx.bind_const(n.output(0), np.asarray(fn(ctx.const(n.input(0)), ctx.const(n.input(1)))))
         return
-    for m in _consumers(ctx, n.output(0)):
-        if m.op != "Where" or m.inputs[0] != n.output(0) or n.output(0) in m.inputs[1:]:
-            n.unsupported(f"a comparison on run-time values is supported only as the condition "
-                          f"of Where (read by {m.name!r}, op {m.op})")
+    _check_feeds_where(ctx, n)
     x, y = ctx.value(n.input(0)), ctx.value(n.input(1))
     if x.dtype != y.dtype:
         n.fail(f"compares {x.dtype} with {y.dtype}")
-    # Placeholder: the Where reading it emits the select; it is in no IR node.
-    shape = np.broadcast_shapes(x.shape, y.shape)
-    ctx.bind(n.output(0), Value(n.output(0), TensorType(shape, DType.bool)))
+    _placeholder(ctx, n, np.broadcast_shapes(x.shape, y.shape))
+
+
+def _check_feeds_where(ctx, n: OnnxNode) -> None:
+    """A run-time comparison (or its Not) may only be the condition of Where nodes."""
+    name = n.output(0)
+    for m in _consumers(ctx, name):
+        if m.op in ("Not", "Cast"):
+            continue   # checked when the Not / Cast converts
+        if m.op != "Where" or m.inputs[0] != name or name in m.inputs[1:]:
+            n.unsupported(f"a comparison on run-time values is supported only as the condition "
+                          f"of Where (read by {m.name!r}, op {m.op})")
+
+
+def _placeholder(ctx, n: OnnxNode, shape) -> None:
+    # The Where reading it emits the select; the placeholder is in no IR node.
+    ctx.bind(n.output(0), Value(n.output(0), TensorType(tuple(shape), DType.bool)))
+
+
+@converter("Not", min_version=1, folds=True)
+def _not(ctx, n):
+    if _all_const(ctx, n):
+        ctx.bind_const(n.output(0), np.logical_not(ctx.const(n.input(0))))
+        return
+    src = _producer(ctx, n.input(0))
+    if src is None or (src.op not in _CMPS and src.op != "Not"):
+        n.unsupported("Not of a run-time value that is not a comparison")
+    _check_feeds_where(ctx, n)
+    _placeholder(ctx, n, ctx.value(n.input(0)).shape)
 
 
 @converter("Where", min_version=9, folds=True)
@@ -69,12 +111,42 @@ def _where(ctx, n):
         ctx.emit(n, "select", [ctx.value(f"{c}/mask"), ctx.value(f"{n.output(0)}/zero"), p, q],
                  {"cmp": "ne"})
         return
-    cmp = _producer(ctx, c)
+    _emit_select(ctx, n, c, p, q)
+
+
+def _emit_select(ctx, n: OnnxNode, cond: str, p: Value, q: Value) -> None:
+    """select(x cmp y, p, q) for the comparison `cond` comes from (through Nots)."""
+    cmp = _producer(ctx, cond)
+    while cmp is not None and cmp.op == "Not":   # Where(Not(c), p, q) = Where(c, q, p)
+        p, q = q, p
+        cmp = _producer(ctx, cmp.input(0))
     if cmp is None or cmp.op not in _CMPS:
         n.unsupported("the condition must come from a comparison (Less, GreaterOrEqual, ...) "
                       "or be constant")
     ctx.emit(n, "select", [ctx.value(cmp.input(0)), ctx.value(cmp.input(1)), p, q],
              {"cmp": _CMPS[cmp.op][0]})
+
+
+_fold_cast = CONVERTERS["Cast"].convert
+
+
+@converter("Cast", min_version=6, folds=True)
+def _cast(ctx, n):
+    if _all_const(ctx, n):
+        _fold_cast(ctx, n)
+        return
+    x = ctx.value(n.input(0))
+    to = np.dtype(helper.tensor_dtype_to_np_dtype(int(n.attrs["to"])))
+    if to == x.dtype.numpy:
+        ctx.bind(n.output(0), x)
+    elif x.dtype == DType.bool and to.kind == "f":   # a comparison as a 0/1 mask
+        one = f"{n.output(0)}/one"
+        zero = f"{n.output(0)}/zero"
+        ctx.bind_const(one, np.ones((), to))
+        ctx.bind_const(zero, np.zeros((), to))
+        _emit_select(ctx, n, n.input(0), ctx.value(one), ctx.value(zero))
+    else:
+        n.unsupported(f"cast of a run-time {x.dtype} tensor to {to}")
 
 
 def _constant_only(fn):

@@ -18,10 +18,9 @@ import numpy as np
 import torch
 
 from ..ir import DType, Value
-from .torch_ops import converter
+from .torch_ops import NO_OPS, converter
 
-_CMPS = {"lt": "lt", "le": "le", "gt": "gt", "ge": "ge", "eq": "eq", "ne": "ne"}
-_WHERE = "aten.where.self"
+_CMPS = ("lt", "le", "gt", "ge", "eq", "ne")   # aten names = IR select cmp values
 
 
 class _NotConstant(Exception):
@@ -62,9 +61,13 @@ class Comparison:
 
 def _check_users_are_where(cx, node):
     for u in node.users:
-        if str(u.target) != _WHERE or u.args[0] is not node or node in u.args[1:]:
+        if str(u.target) in NO_OPS or (str(u.target) == "aten._to_copy.default" and
+                                       _check_to_copy(u, {}) is None):
+            continue   # a runtime assertion, or a cast to a float mask
+        if not str(u.target).startswith("aten.where.") or u.args[0] is not node or node in u.args[1:]:
             raise cx.unsupported(node, f"a comparison on run-time values is supported only as the "
-                                       f"condition of torch.where (used by {u.name} = {u.target})")
+                                       f"condition of torch.where or cast to float (used by {u.name} = "
+                                       f"{u.target})")
 
 
 def _compare(cmp: str):
@@ -79,11 +82,11 @@ def _compare(cmp: str):
     return convert
 
 
-for _aten, _cmp in _CMPS.items():
-    converter(f"aten.{_aten}.Scalar", f"aten.{_aten}.Tensor")(_compare(_cmp))
+for _cmp in _CMPS:
+    converter(f"aten.{_cmp}.Scalar", f"aten.{_cmp}.Tensor")(_compare(_cmp))
 
 
-@converter(_WHERE, "aten.where.ScalarSelf", "aten.where.ScalarOther", "aten.where.Scalar")
+@converter("aten.where.self", "aten.where.ScalarSelf", "aten.where.ScalarOther", "aten.where.Scalar")
 def _where(cx, node, a):
     folded = fold_constant(cx, node)
     if folded is not None:
@@ -132,3 +135,28 @@ def _constant_only(what: str):
 
 
 converter("aten.abs.default")(_constant_only("abs"))
+converter("aten.mean.default")(_constant_only("a mean over all elements"))
+
+
+# ---- (x > t).float(): a comparison cast to a float 0/1 mask ----------------------------------
+def _is_comparison(fx_node) -> bool:
+    return getattr(fx_node, "op", None) == "call_function" and \
+        str(fx_node.target).split(".")[1:2] in [[c] for c in _CMPS]   # aten.<cmp>.<overload>
+
+
+def _check_to_copy(node, a):
+    src, dst = node.args[0].meta["val"].dtype, node.meta["val"].dtype
+    if src == dst or (src == torch.bool and dst.is_floating_point and _is_comparison(node.args[0])):
+        return None
+    return f"dtype conversion {src} -> {dst} is not supported"
+
+
+@converter("aten._to_copy.default", check=_check_to_copy)
+def _to_copy(cx, node, a):
+    src = cx.env.get(node.args[0])
+    if isinstance(src, Comparison):   # select(x cmp y, 1, 0) in the float dtype
+        dt = cx.out_type(node)[1]
+        one = cx.const(f"{node.name}.one", np.ones((), dt.numpy))
+        zero = cx.const(f"{node.name}.zero", np.zeros((), dt.numpy))
+        return cx.emit(node, "select", [src.x, src.y, one, zero], {"cmp": src.cmp})
+    return cx.value(node.args[0])

@@ -61,3 +61,20 @@ def _index_select(cx, node, a):
                                           "steps": (1,)}, suffix=f"run{i}")
              for i, (s, e) in enumerate(runs)]
     return parts[0] if len(parts) == 1 else cx.emit(node, "concat", parts, {"axis": axis})
+
+
+def _check_index(node, a):
+    picked = [i for i, t in enumerate(a["indices"] or []) if t is not None]
+    if len(picked) != 1:
+        return f"advanced indexing with {len(picked)} index tensors (one constant index list is supported)"
+    return _check_index_select(node, {"index": a["indices"][picked[0]]})
+
+
+@converter("aten.index.Tensor", check=_check_index)
+def _index(cx, node, a):
+    # x[:, idx] with one constant 1-D index list: the same gather as index_select
+    dim = next(i for i, t in enumerate(a["indices"]) if t is not None)
+    idx = cx.value(a["indices"][dim])
+    if idx.type.rank != 1:
+        raise cx.unsupported(node, f"index {idx.name!r} of rank {idx.type.rank} (a 1-D list is supported)")
+    return _index_select(cx, node, {"self": a["self"], "index": a["indices"][dim], "dim": dim})
