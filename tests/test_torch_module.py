@@ -169,3 +169,19 @@ def test_unsupported_op_names_the_node():
     g.outputs = n.outputs
     with pytest.raises(InputError, match="my_qconv.*qconv2d"):
         to_torch(g)
+
+
+def test_select_matches_interpreter():
+    """select (sign binarization of the binary zoo models) -> torch.where of a comparison."""
+    g = Graph("sel")
+    x = g.add_input("x", (2, 3, 4, 4))
+    zero = Graph.constant("zero", np.zeros((1,), np.float32))
+    one, neg = Graph.constant("one", np.ones((1,), np.float32)), Graph.constant("neg", -np.ones((1,), np.float32))
+    outs = [g.add_node("select", [x, zero, one, neg], {"cmp": c}, name=f"s_{c}").outputs[0] for c in ("ge", "lt")]
+    g.outputs = outs
+    xs = np.random.default_rng(0).standard_normal((2, 3, 4, 4)).astype(np.float32)
+    xs[0, 0, 0] = 0.0   # the tie goes where the comparison says
+    with torch.no_grad():
+        got = to_torch(g)(torch.from_numpy(xs))
+    for a, b in zip(got, edgecc.interpret(g, xs)):
+        np.testing.assert_array_equal(a.numpy(), b)

@@ -219,6 +219,15 @@ def _sign(b: _Builder, n: Node):
     return b.call(torch.sign, b.val(n.inputs[0]))
 
 
+_COMPARE = {"lt": torch.lt, "le": torch.le, "gt": torch.gt, "ge": torch.ge, "eq": torch.eq, "ne": torch.ne}
+
+
+@_converter("select")
+def _select(b: _Builder, n: Node):
+    x, y, p, q = (b.val(v) for v in n.inputs)
+    return b.call(torch.where, b.call(_COMPARE[n.attrs["cmp"]], x, y), p, q)
+
+
 @_converter("clip")
 def _clip(b: _Builder, n: Node):
     lo, hi = n.attrs["min"], n.attrs["max"]
