@@ -45,8 +45,6 @@ COMMON = ["-std=c++17", "-fPIC", "-fopenmp", "-fvisibility=hidden", "-fno-math-e
 TARGETS = ("host", "avx512", "avx2", "generic")
 SANITIZE_ENV = "EDGECC_SANITIZE"
 SANITIZERS = ("address", "undefined", "leak")   # thread: libgomp is not instrumented (false races)
-QCONV_HEADER = "edgecc/model_ops_int.h"
-QCONV_MARKER = "edgecc::model::quantize_qconv_input("
 # CPU flags (edgecc::CpuFeatures fields) per target, checked when the library is opened.
 _MACRO_FLAGS = {"__AVX2__": "avx2", "__FMA__": "fma", "__BMI2__": "bmi2", "__POPCNT__": "popcnt",
                 "__AVX512F__": "avx512f", "__AVX512BW__": "avx512bw", "__AVX512DQ__": "avx512dq",
@@ -201,12 +199,9 @@ def build_library(workdir: Path, target: Target, jobs: int = 2) -> Path:
     if onednn.uses_onednn((workdir / "model.cpp").read_text()):
         found = onednn.require()
         dnnl_cflags, dnnl_ldflags = onednn.compile_flags(found), onednn.link_flags(found)
-    # qconv2d layers (emit_qconv.py) call the glue of model_ops_int.h (included up front,
-    # since the generated includes are fixed).
-    int_cflags = ["-include", QCONV_HEADER] if QCONV_MARKER in (workdir / "model.cpp").read_text() else []
     model_o, entry_o = workdir / "model.o", workdir / "entry.o"
     with ThreadPoolExecutor(max_workers=2) as pool:
-        jobs_ = [pool.submit(_run, [cxx, *COMMON, *dnnl_cflags, *int_cflags, "-O3", *target.march, "-c",
+        jobs_ = [pool.submit(_run, [cxx, *COMMON, *dnnl_cflags, "-O3", *target.march, "-c",
                                     str(workdir / "model.cpp"), "-o", str(model_o)], "compiling the model",
                                     workdir),
                  pool.submit(_run, [cxx, *COMMON, "-O2", "-march=x86-64", *target.sanitize_compile_flags(),

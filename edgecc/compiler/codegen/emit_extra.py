@@ -13,7 +13,14 @@ import math
 
 from ...errors import UnsupportedOpsError
 from ..ir import Node, Value
-from .cpp import Emitter, Step, _broadcast_strides, _f, _numel, _simple
+from . import cpp
+from .cpp import Emitter, Step, _broadcast_strides, _f, _numel
+
+
+def _simple(n: Node, kernel: str, body: list[str]) -> Step:
+    step = cpp._simple(n, kernel, body)
+    step.includes = ("edgecc/model_ops_extra.h",)
+    return step
 
 MAX_RANK = 8   # the odometer loops of model_ops_extra.h
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from ...errors import UnsupportedOpsError
 from ..ir import DType, Node
-from .cpp import Emitter, Step, _cstr, _f, conv2d_shape_struct
+from .cpp import ONEDNN_HEADER, Emitter, Step, _cstr, _f, conv2d_shape_struct
 from .int_kernel_choice import QMAX, QS8_MAX_REDUCTION_I32, choose, dfnt_layer, onednn_shape, resolve_isa
 
 
@@ -171,5 +171,7 @@ def emit_qconv2d(e: Emitter, n: Node, k: int) -> Step:
     kernel_text = f"{conv.name} (int{bits} qconv: quantize, {conv.detail}, requantize epilogue" + \
         (" + relu)" if a["relu"] else ")")
     _, cg, kh, kw = w.shape
+    headers = ("edgecc/model_ops_int.h",) + ((ONEDNN_HEADER,) if "Onednn" in "".join(prepare + members) else ())
     return Step(n, kernel_text, why, body, prepare, members, params=params, macs=y.type.numel * cg * kh * kw,
-                fp32_bytes=4 * params, stored_bytes=conv.stored_bytes + 4 * (scale.type.numel + bias.type.numel))
+                fp32_bytes=4 * params, stored_bytes=conv.stored_bytes + 4 * (scale.type.numel + bias.type.numel),
+                includes=headers)

@@ -111,9 +111,8 @@ def uses_onednn(model_cpp: str) -> bool:
 
 
 def compile_flags(o: Onednn) -> list[str]:
-    """For model.cpp: oneDNN's headers and model_onednn.h (included up front, since the
-    generated includes are fixed)."""
-    return ["-isystem", str(o.include), "-include", HEADER]
+    """For model.cpp: oneDNN's headers (model.cpp includes model_onednn.h itself)."""
+    return ["-isystem", str(o.include)]
 
 
 def link_flags(o: Onednn) -> list[str]:
