@@ -43,8 +43,8 @@ from edgecc.runtime import bench as B
 from edgecc.runtime import compare as C
 
 VARIANTS = [  # (name, scheme, PA bases, onednn: None = --onednn, False = edgecc's own kernels only)
-    ("fp32", "fp32", None, None), ("fp32 no-oneDNN", "fp32", None, False),
-    ("int8", "int8", None, None), ("int8 no-oneDNN", "int8", None, False),
+    ("fp32", "fp32", None, None), ("fp32-no-onednn", "fp32", None, False),
+    ("int8", "int8", None, None), ("int8-no-onednn", "int8", None, False),
     ("PA(4,5)", "pa", (4, 5), None), ("PA(2,3)", "pa", (2, 3), None), ("binary", "binary", None, None),
 ]
 CALIB_SAMPLES = 4

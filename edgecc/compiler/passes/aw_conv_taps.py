@@ -73,9 +73,10 @@ def _match(graph: Graph, conv: Node, users) -> tuple[Node, Value, Value, Value] 
 
 def recognize_aw_conv(graph: Graph) -> bool:
     changed = False
+    uses = graph.users()   # recomputed only after a rewrite
     for conv in [c for c in graph.nodes if c.op == "conv2d" and not c.inputs[1].is_constant
                  and len(c.inputs) == 2]:
-        found = _match(graph, conv, graph.users())
+        found = _match(graph, conv, uses)
         if found is None:
             continue
         final, x, k, a = found
@@ -87,6 +88,7 @@ def recognize_aw_conv(graph: Graph) -> bool:
         node.outputs, y.producer = [y], node
         log_change(graph, "recognize_aw_conv", f"{conv.name}: per-sample weighted conv -> "
                    f"aw_conv2d({x.name}, {k.name}, {a.name})")
+        uses = graph.users()
         changed = True
     if changed:
         eliminate_dead_code(graph)

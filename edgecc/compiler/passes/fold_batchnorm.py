@@ -24,16 +24,24 @@ NAME = "fold_batchnorm"
 
 def fold_batchnorm(graph: Graph) -> bool:
     producers = {id(v): n for n in graph.nodes for v in n.outputs}
+    uses = graph.users()      # kept current below (recomputing per BN is quadratic)
+    taken = graph._names()
     changed = False
     for bn in [n for n in graph.nodes if n.op == "batch_norm"]:
-        uses = graph.users()  # recomputed: each fold rewires inputs
         target = producers.get(id(bn.inputs[0]))
         reason = _blocked(graph, bn, target, uses)
         if reason:
             bn.meta["fold_blocked"] = reason
             log_change(graph, NAME, f"kept {bn.name}: {reason}")
             continue
-        _fold(graph, bn, target)
+        old_out, y = target.outputs[0], bn.outputs[0]
+        _fold(graph, bn, target, taken)
+        # the BN's readers now read the target's output; the old output's only reader was the BN
+        readers = uses.pop(id(y), [])
+        uses.pop(id(old_out), None)
+        uses[id(target.outputs[0])] = readers
+        for i, v in enumerate(target.inputs[1:], 1):
+            uses[id(v)] = [(target, i)]
         log_change(graph, NAME, f"folded {bn.name} into {target.name}")
         producers[id(target.outputs[0])] = target  # may be the BN's former output now
         changed = True
@@ -83,12 +91,11 @@ def bn_scale_shift(bn: Node) -> tuple[np.ndarray, np.ndarray]:
     return s, beta - mean * s
 
 
-def _fold(graph: Graph, bn: Node, target: Node) -> None:
+def _fold(graph: Graph, bn: Node, target: Node, taken: set[str]) -> None:
     s, shift = bn_scale_shift(bn)
     w = target.inputs[1]
     dt = w.data.dtype
     wd = w.data.astype(np.float64)
-    taken = graph._names()
 
     def new_const(base: str, data: np.ndarray) -> Value:
         name = graph.unique_name(base, taken)

@@ -74,14 +74,16 @@ def _scale_rows(graph: Graph, conv: Node, rows: slice, s, t, bn: Node, taken: se
 def fold_batchnorm_slices(graph: Graph) -> bool:
     changed = False
     for bn in [n for n in graph.nodes if n.op == "batch_norm"]:
-        if bn not in graph.nodes:
-            continue
         x = bn.inputs[0]
         p = x.producer
-        if p is not None and p.op == "concat" and p.attrs["axis"] == 1 and x.type.rank == 4:
+        if p is not None and p.op == "concat" and p.attrs["axis"] == 1 and x.type.rank == 4 \
+                and any(n is bn for n in graph.nodes):   # an earlier fold may have removed it
             changed |= _fold_over_concat(graph, bn, p)
+    uses = graph.users()   # recomputed only after a fold (per conv it would be quadratic)
     for conv in [n for n in graph.nodes if n.op == "conv2d"]:
-        changed |= _fold_slices_of(graph, conv)
+        if _fold_slices_of(graph, conv, uses):
+            uses = graph.users()
+            changed = True
     return changed
 
 
@@ -133,8 +135,7 @@ def _channel_views(graph: Graph, v: Value, uses) -> list[tuple[Value, int, int]]
     return views
 
 
-def _fold_slices_of(graph: Graph, conv: Node) -> bool:
-    uses = graph.users()
+def _fold_slices_of(graph: Graph, conv: Node, uses) -> bool:
     x = conv.outputs[0]
     direct_bns = [u for u, _ in uses.get(id(x), []) if u.op == "batch_norm"]
     if len(direct_bns) > 1:  # REAF+: g_O BNs on one pre-activation
@@ -191,8 +192,8 @@ def _drop_bn(graph: Graph, bn: Node, replacement: Value) -> None:
 # ---- DACNN: shared weights --------------------------------------------------------------
 def fold_batchnorm_shared_weight(graph: Graph) -> bool:
     changed = False
+    uses = graph.users()
     for bn in [n for n in graph.nodes if n.op == "batch_norm"]:
-        uses = graph.users()
         x = bn.inputs[0]
         conv = x.producer
         if conv is None or conv.op != "conv2d" or not x.dtype.is_float or "folded_bn" in conv.meta:
@@ -216,6 +217,7 @@ def fold_batchnorm_shared_weight(graph: Graph) -> bool:
         log_change(graph, "fold_batchnorm_shared_weight",
                    f"{bn.name} -> per-channel scale/shift after {conv.name} (weight {w.name!r} "
                    f"shared by {len(uses[id(w)])} convs stays one constant)")
+        uses = graph.users()   # the epilogue rewired this BN's readers
         changed = True
     return changed
 

@@ -82,8 +82,10 @@ def recognize_indexed_conv(graph: Graph) -> bool:
     for conv in [n for n in graph.nodes if n.op == "conv2d"]:
         x = conv.inputs[0]
         found = _gathered_channels(x) if x.type.rank == 4 and x.dtype.is_float else None
+        if found is None:
+            continue
         uses = graph.users().get(id(x), [])
-        if found is None or len(uses) != 1 or any(v is x for v in graph.outputs):
+        if len(uses) != 1 or any(v is x for v in graph.outputs):
             continue
         src, idx = found
         ranges = ranges_from_index(idx, conv.attrs["groups"])
