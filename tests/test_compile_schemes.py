@@ -115,3 +115,20 @@ def test_post_training_pa_of_a_float_model_and_profile(archive, capsys):
     assert cli(["run", str(out), "--input", str(d / "x.npy"), "--profile", "3"]) == 0
     text = capsys.readouterr().out
     assert "binary_conv2d" in text and "total of medians" in text
+
+
+def test_digits_int8_compiled_keeps_float_accuracy(tmp_path):
+    """The bundled float digits CNN compiled int8 (calibrated on 300 training images):
+    test-set accuracy within 1 point of the float model."""
+    from edgecc.zoo import digits as D
+    xtr, _, xte, yte = D.load_digits_split()
+    model = D.load_bundled("float")
+    graph = edgecc.load(model, (xte[:150],))
+    edgecc.compile(graph, tmp_path / "int8", scheme="int8", calib=xtr[:300].numpy(), onednn=False)
+    lib = edgecc.runtime.load(tmp_path / "int8")
+    logits = np.concatenate([lib.run(xte[i:i + 150].numpy())[0] for i in range(0, 450, 150)])
+    with torch.no_grad():
+        ref = model(xte).numpy()
+    y = yte.numpy()
+    acc_int8, acc_float = (logits.argmax(1) == y).mean(), (ref.argmax(1) == y).mean()
+    assert acc_float > 0.95 and acc_int8 >= acc_float - 0.01, (acc_int8, acc_float)

@@ -1,7 +1,8 @@
 """Every zoo model through the whole pipeline: the torch.export frontend and the ONNX
 frontend (torch.onnx.export -> edgecc.load) both import it, the reference interpreter
-equals PyTorch eager, and `edgecc.compile(scheme="fp32")` builds a library that equals
-the interpreter. ResNet-18 and Bi-Real ResNet-18 also go through scheme="pa".
+equals PyTorch eager, and `edgecc.compile` builds an fp32 and an int8 library that equal
+the interpreter (the int8 one on the quantized graph the compiler recorded). ResNet-18
+and Bi-Real ResNet-18 also go through scheme="pa".
 
 Configs are the smallest the architectures allow (CIFAR stems, 16x16 inputs, fewer
 classes) so the file stays within a few minutes on two cores.
@@ -33,6 +34,7 @@ import edgecc.runtime
 import edgecc.zoo as zoo
 from edgecc.compiler.compile import compile as compile_model
 from edgecc.compiler.ir import DType, Graph, TensorType
+from edgecc.compiler.ir import load as load_ecir
 from edgecc.compiler.passes import default_pipeline
 from edgecc.compiler.passes.aw_conv_taps import lower_aw_conv_taps, recognize_aw_conv
 from edgecc.compiler.passes.lower_indexed_conv import lower_indexed_conv, recognize_indexed_conv
@@ -154,14 +156,17 @@ def compile_ready(graph: Graph) -> Graph:
 
 def compile_and_check(name, graph: Graph, x: np.ndarray, out, scheme: str,
                       run_passes: bool = True) -> tuple[float, str]:
-    """Compile `graph` and compare the library with the interpreter (tie-aware when the
-    graph has sign activations); returns (max rel diff, a note on the signs)."""
+    """Compile `graph` and compare the library with the interpreter on the graph the
+    compiler recorded (tie-aware when the graph has sign activations); returns (max rel
+    diff, a note on the signs)."""
     signs = sign_nodes(graph)
     if signs:   # their inputs and outputs become graph outputs, to be compared too
         graph.outputs = graph.outputs[:1] + [v for n in signs for v in (n.inputs[0], n.outputs[0])]
-    compile_model(graph, out, scheme=scheme, run_passes=run_passes)
+    compile_model(graph, out, scheme=scheme, run_passes=run_passes,
+                  calib=[x] if scheme in ("int8", "int16") else None)
+    compiled = load_ecir(out / "src" / "model.ecir")   # after quantization, for int8
     y_lib, *lib_signs = edgecc.runtime.load(out).run(x)
-    y_ref, *ref_signs = edgecc.interpret(graph, x)
+    y_ref, *ref_signs = edgecc.interpret(compiled, x)
     if not signs:
         return assert_close(name, f"compiled {scheme} vs interpreter", y_lib, y_ref), ""
     pairs = lambda outs: list(zip(outs[0::2], outs[1::2]))  # noqa: E731
@@ -177,8 +182,12 @@ def test_every_zoo_model_has_a_config():
     assert set(zoo.names()) == set(CONFIGS)
 
 
-@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("name", sorted(set(CONFIGS) - SIGN_MODELS))
 def test_zoo_model_imports_interprets_and_compiles(name, tmp_path):
+    check_pipeline(name, tmp_path)   # the sign models: test_zoo_pipeline_sign.py
+
+
+def check_pipeline(name, tmp_path):
     model, x = build(name)
     with torch.no_grad():
         eager = model(x).numpy()
@@ -200,8 +209,13 @@ def test_zoo_model_imports_interprets_and_compiles(name, tmp_path):
         graph, xn = as_float32(graph), xn.astype(np.float32)
     # compile_ready ran the default pipeline already
     d_lib, note = compile_and_check(name, graph, xn, tmp_path / name, "fp32", run_passes=False)
+    d_int8, note8 = compile_and_check(name, graph, xn, tmp_path / f"{name}_int8", "int8", run_passes=False)
+    qconvs = sum(layer["op"] == "qconv2d" for layer in
+                 json.loads((tmp_path / f"{name}_int8" / "model.json").read_text())["layers"])
+    assert qconvs == sum(n.op == "conv2d" for n in graph.nodes)
     print(f"\n{name}: max rel diff torch-import {d_torch:.1e}, onnx-import {d_onnx:.1e}, "
-          f"lowered {d_lowered:.1e}, compiled {d_lib:.1e}{note} ({len(graph.nodes)} nodes compiled)")
+          f"lowered {d_lowered:.1e}, compiled {d_lib:.1e}{note} ({len(graph.nodes)} nodes compiled), "
+          f"int8 ({qconvs} qconv2d) {d_int8:.1e}{note8}")
 
 
 # ---- scheme="pa": binary kernels ------------------------------------------------------------
