@@ -22,9 +22,9 @@ def gcc_version() -> str:
         return "unknown"
 
 
-def interleaved_medians(fns: dict, reps: int) -> dict:
-    """Median seconds of each callable: one warm-up call each, then `reps` rounds with
-    the methods alternating (so load from other processes hits all of them alike)."""
+def interleaved_samples(fns: dict, reps: int) -> dict:
+    """Seconds of every call: one warm-up call each, then `reps` rounds with the methods
+    alternating (so load from other processes hits all of them alike)."""
     for fn in fns.values():
         fn()
     times = {name: [] for name in fns}
@@ -33,4 +33,9 @@ def interleaved_medians(fns: dict, reps: int) -> dict:
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    return times
+
+
+def interleaved_medians(fns: dict, reps: int) -> dict:
+    """Median seconds of each callable (interleaved_samples)."""
+    return {name: statistics.median(ts) for name, ts in interleaved_samples(fns, reps).items()}

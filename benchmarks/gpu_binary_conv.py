@@ -53,15 +53,7 @@ def _spec(TB, c, hw, batch, m, p, basis):
 
 
 def _data(spec, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(spec.n, spec.c, spec.h, spec.w)).astype(np.float32)
-    t = np.sort(rng.normal(size=(spec.c, spec.p)), axis=1).astype(np.float32)
-    wb = rng.integers(0, 2, size=(spec.m, spec.o, spec.cg, spec.kh, spec.kw)).astype(np.int8)
-    if spec.weight_basis == "pm1":
-        wb = (2 * wb - 1).astype(np.int8)
-    phi = rng.normal(size=(spec.o, spec.m, spec.p)).astype(np.float32)
-    bias = rng.normal(size=spec.o).astype(np.float32)
-    return x, t, wb, phi, bias
+    return spec.random_arrays(seed)
 
 
 def _engine_reference(spec, x, t, wb, phi, bias):

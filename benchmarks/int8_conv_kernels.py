@@ -37,12 +37,11 @@ import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from benchmarks._common import cpu_name, gcc_version  # noqa: E402
+from benchmarks._common import cpu_name, gcc_version, interleaved_samples  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -159,20 +158,6 @@ def torch_int8(L, w: np.ndarray, x: np.ndarray):
             return conv(torch.quantize_per_tensor(xt, 0.02, 128, torch.quint8)).dequantize()
     return run
 
-
-def interleaved_samples(fns: dict, reps: int) -> dict:
-    """Seconds of every call: one warm-up each, then `reps` rounds alternating the
-    methods (load from other processes hits all alike). Medians are the headline, the
-    minimum shows the unloaded lower envelope (shared cores preempt for ~4 ms at a time)."""
-    for fn in fns.values():
-        fn()
-    times = {name: [] for name in fns}
-    for _ in range(reps):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return times
 
 
 def measure(layers, reps: int) -> list[dict]:

@@ -24,15 +24,7 @@ needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc is not on PATH: CUDA 
 
 
 def _layer_data(spec: TB.BinaryConvSpec, seed: int):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(spec.n, spec.c, spec.h, spec.w)).astype(np.float32)
-    t = np.sort(rng.normal(size=(spec.c, spec.p)), axis=1).astype(np.float32)
-    wb = rng.integers(0, 2, size=(spec.m, spec.o, spec.cg, spec.kh, spec.kw)).astype(np.int8)
-    if spec.weight_basis == "pm1":
-        wb = (2 * wb - 1).astype(np.int8)
-    phi = rng.normal(size=(spec.o, spec.m, spec.p)).astype(np.float32)
-    bias = rng.normal(size=spec.o).astype(np.float32)
-    return x, t, wb, phi, bias
+    return spec.random_arrays(seed)
 
 
 def _run_cpu(executable, *arrays, out_shape, out_dtype):

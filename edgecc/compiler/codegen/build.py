@@ -138,14 +138,14 @@ def _local_includes(paths: list[Path]) -> list[Path]:
     """The cpp/include headers the given files include, transitively (for the cache key:
     edits to unrelated headers must not rebuild the archive)."""
     seen: dict[Path, None] = {}
-    todo = list(paths)
-    while todo:
-        for line in todo.pop().read_text().splitlines():
+    pending = list(paths)
+    while pending:
+        for line in pending.pop().read_text().splitlines():
             if line.startswith('#include "'):
                 header = INCLUDE / line.split('"')[1]
                 if header.is_file() and header not in seen:
                     seen[header] = None
-                    todo.append(header)
+                    pending.append(header)
     return sorted(seen)
 
 

@@ -166,36 +166,50 @@ extern "C" __attribute__((visibility("default"))) int edgecc_onednn_matmul_impl(
 '''
 
 
-@functools.lru_cache(maxsize=1)
-def _probe_library():
-    """The probe library (built once per compiler, oneDNN and header version), or None."""
-    import ctypes
+@functools.lru_cache(maxsize=None)
+def helper_library(name: str, source: str, opt: str = "-O1") -> Path:
+    """A small shared library of `source` (C++ calling model_onednn.h) linked with the host
+    kernel archive and oneDNN, built once per compiler, oneDNN, header and sanitizer
+    setting under build/<name>/; raises EdgeccError with the compiler's message if it fails."""
     import fcntl
     import hashlib
     import subprocess
 
     from . import build as B
     o = require()
-    h = hashlib.sha256((B.compiler_version() + o.describe() + _PROBE_SOURCE).encode())
+    target = B.resolve_target("host")
+    h = hashlib.sha256((B.compiler_version() + o.describe() + source + opt).encode())
     for header in B._local_includes([B.INCLUDE / HEADER]) + [B.INCLUDE / HEADER]:
         h.update(header.read_bytes())
-    target = B.resolve_target("host")
-    h.update(target.sanitize.encode())   # a sanitized probe needs the ASan runtime: never share it
-    out_dir = B.CACHE.parent / "onednn-probe" / h.hexdigest()[:16]
-    lib = out_dir / "probe.so"
-    if not lib.exists():
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with open(out_dir / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if not lib.exists():
-                (out_dir / "probe.cpp").write_text(_PROBE_SOURCE)
-                tmp = out_dir / "probe.so.tmp"
-                r = subprocess.run([B._cxx(), *B.COMMON, *compile_flags(o), "-O1", "-shared",
-                                    str(out_dir / "probe.cpp"), str(B.kernel_archive(target)), "-o", str(tmp),
-                                    *link_flags(o)], capture_output=True, text=True)
-                if r.returncode != 0:
-                    return None
-                os.replace(tmp, lib)
+    h.update(target.sanitize.encode())   # a sanitized library needs the ASan runtime: never share it
+    out_dir = B.CACHE.parent / name / h.hexdigest()[:16]
+    lib = out_dir / f"{name}.so"
+    if lib.exists():
+        return lib
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / ".lock", "w") as lock:   # one builder per key; others wait for it
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not lib.exists():
+            (out_dir / f"{name}.cpp").write_text(source)
+            tmp = out_dir / f"{name}.so.tmp"
+            r = subprocess.run([B._cxx(), *B.COMMON, *compile_flags(o), opt, "-shared", str(out_dir / f"{name}.cpp"),
+                                str(B.kernel_archive(target)), "-o", str(tmp), *link_flags(o)],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                raise EdgeccError(f"building the {name} library failed:\n{r.stderr[-2000:]}")
+            os.replace(tmp, lib)
+    return lib
+
+
+@functools.lru_cache(maxsize=1)
+def _probe_library():
+    """The probe library, or None when it cannot be built (the kernel strings then say
+    'implementation unknown')."""
+    import ctypes
+    try:
+        lib = helper_library("onednn-probe", _PROBE_SOURCE)
+    except EdgeccError:
+        return None
     probe = ctypes.CDLL(str(lib))
     probe.edgecc_onednn_conv_impl.argtypes = [ctypes.POINTER(ctypes.c_int64), ctypes.c_int, ctypes.c_int,
                                               ctypes.c_char_p, ctypes.c_int]

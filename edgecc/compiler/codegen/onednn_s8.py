@@ -11,11 +11,7 @@ Errors (oneDNN not installed, a bad shape, a CPU without VNNI) raise EdgeccError
 from __future__ import annotations
 
 import ctypes
-import fcntl
 import functools
-import hashlib
-import os
-import subprocess
 
 import numpy as np
 
@@ -63,27 +59,7 @@ EXPORT void edgecc_s8conv_close(void* conv) { delete static_cast<edgecc::model::
 
 @functools.lru_cache(maxsize=1)
 def _library() -> ctypes.CDLL:
-    from . import build as B
-    o = onednn.require()
-    h = hashlib.sha256((B.compiler_version() + o.describe() + _SOURCE).encode())
-    for header in B._local_includes([B.INCLUDE / onednn.HEADER]) + [B.INCLUDE / onednn.HEADER]:
-        h.update(header.read_bytes())
-    out_dir = B.CACHE.parent / "onednn-s8" / h.hexdigest()[:16]
-    lib = out_dir / "s8conv.so"
-    if not lib.exists():
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with open(out_dir / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if not lib.exists():
-                (out_dir / "s8conv.cpp").write_text(_SOURCE)
-                tmp = out_dir / "s8conv.so.tmp"
-                target = B.resolve_target("host")
-                r = subprocess.run([B._cxx(), *B.COMMON, *onednn.compile_flags(o), "-O2", "-shared",
-                                    str(out_dir / "s8conv.cpp"), str(B.kernel_archive(target)), "-o", str(tmp),
-                                    *onednn.link_flags(o)], capture_output=True, text=True)
-                if r.returncode != 0:
-                    raise EdgeccError(f"building the oneDNN s8 conv library failed:\n{r.stderr[-2000:]}")
-                os.replace(tmp, lib)
+    lib = onednn.helper_library("onednn-s8", _SOURCE, "-O2")
     so = ctypes.CDLL(str(lib))
     so.edgecc_s8conv_open.restype = ctypes.c_void_p
     so.edgecc_s8conv_open.argtypes = [ctypes.POINTER(ctypes.c_int64), ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]

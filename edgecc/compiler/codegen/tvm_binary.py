@@ -82,6 +82,19 @@ class BinaryConvSpec:
             raise ShapeError(f"binary conv spec: kernel {self.kh}x{self.kw} (dilation {self.dilations}, "
                              f"pads {self.pads}) does not fit input {self.h}x{self.w}")
 
+    def random_arrays(self, seed: int = 0):
+        """Seeded (x, t, wb, phi, bias) of this layer, for checks and benchmarks: normal x,
+        sorted per-channel thresholds, random bases of the weight basis."""
+        rng = np.random.default_rng(seed)
+        x = rng.normal(size=(self.n, self.c, self.h, self.w)).astype(np.float32)
+        t = np.sort(rng.normal(size=(self.c, self.p)), axis=1).astype(np.float32)
+        wb = rng.integers(0, 2, size=(self.m, self.o, self.cg, self.kh, self.kw)).astype(np.int8)
+        if self.weight_basis == "pm1":
+            wb = (2 * wb - 1).astype(np.int8)
+        phi = rng.normal(size=(self.o, self.m, self.p)).astype(np.float32)
+        bias = rng.normal(size=self.o).astype(np.float32)
+        return x, t, wb, phi, bias
+
     @classmethod
     def from_node_attrs(cls, x_shape, wb_shape, p: int, attrs: dict, word_bits: int) -> "BinaryConvSpec":
         n, c, h, w = (int(v) for v in x_shape)

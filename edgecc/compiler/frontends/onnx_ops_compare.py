@@ -21,6 +21,7 @@ from onnx import helper
 
 from ..ir import TensorType, Value
 from ..ir.dtypes import DType
+from ..ir.ranges import index_runs
 from .onnx_ops import CONVERTERS, OnnxNode, _ints, _norm_axis, converter
 
 _CMPS: dict = {"Less": ("lt", np.less), "LessOrEqual": ("le", np.less_equal),
@@ -187,16 +188,6 @@ def _neg(ctx, n):
 _fold_gather = CONVERTERS["Gather"].convert
 
 
-def _runs(index) -> list[tuple[int, int]]:
-    runs: list[list[int]] = []
-    for i in (int(v) for v in index):
-        if runs and runs[-1][1] == i:
-            runs[-1][1] = i + 1
-        else:
-            runs.append([i, i + 1])
-    return [(s, e) for s, e in runs]
-
-
 @converter("Gather", const_inputs=(1,), folds=True)
 def _gather(ctx, n):
     if _all_const(ctx, n):
@@ -213,7 +204,7 @@ def _gather(ctx, n):
     if np.any((flat < -dim) | (flat >= dim)):
         n.fail(f"indices {flat.tolist()} out of range for dim {dim}")
     flat = np.where(flat < 0, flat + dim, flat)
-    runs = _runs(flat)
+    runs = index_runs(flat)
     out = n.output(0)
     if idx.ndim == 0:   # one index: the axis disappears
         part = _slice(ctx, n, x, axis, runs[0], "slice", f"{out}/slice")

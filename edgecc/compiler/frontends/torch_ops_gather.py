@@ -8,18 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..ir.ranges import index_runs
 from .torch_ops import converter
-
-
-def index_runs(index) -> list[tuple[int, int]]:
-    """[(start, end), ...]: the index list as maximal runs of consecutive values."""
-    runs: list[list[int]] = []
-    for i in (int(v) for v in index):
-        if runs and runs[-1][1] == i:
-            runs[-1][1] = i + 1
-        else:
-            runs.append([i, i + 1])
-    return [(s, e) for s, e in runs]
 
 
 _VIEWS = ("aten.view.default", "aten.reshape.default", "aten._unsafe_view.default",

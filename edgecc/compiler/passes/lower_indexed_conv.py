@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..frontends.torch_ops_gather import index_runs
+from ..ir.ranges import index_runs
 from ..ir import Graph, Node, Value
 from .dead_code import eliminate_dead_code
 from .manager import log_change
