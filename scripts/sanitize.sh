@@ -48,9 +48,9 @@ fi
 # 3. Compiled models: codegen/build.py instruments every model.so and kernel archive it
 # builds while EDGECC_SANITIZE is set. For the default run, the sanitized kernel archives of
 # every target the tests build are made up front without the ASan preload (a plain
-# compiler runs faster; cached in build/model-kernels/<target>-sanitize-*). oneDNN's probe
-# library is built plain first: its cache key does not include the sanitizer, and a probe
-# linked against a sanitized archive would not load in a plain process later.
+# compiler runs faster; cached in build/model-kernels/<target>-sanitize-*). oneDNN's plain
+# probe library is built here too (sanitized and plain probes have separate cache keys), so
+# plain processes started by the tests find it ready.
 export EDGECC_SANITIZE=address,undefined
 if [ "${PREBUILD:-0}" = 1 ]; then
   EDGECC_SANITIZE= "$PY" -c \
