@@ -192,8 +192,10 @@ def helper_library(name: str, source: str, opt: str = "-O1") -> Path:
         if not lib.exists():
             (out_dir / f"{name}.cpp").write_text(source)
             tmp = out_dir / f"{name}.so.tmp"
-            r = subprocess.run([B._cxx(), *B.COMMON, *compile_flags(o), opt, "-shared", str(out_dir / f"{name}.cpp"),
-                                str(B.kernel_archive(target)), "-o", str(tmp), *link_flags(o)],
+            # the target's sanitizer flags too: the kernel archive it links is sanitized alike
+            r = subprocess.run([B._cxx(), *B.COMMON, *compile_flags(o), opt, *target.sanitize_compile_flags(),
+                                "-shared", str(out_dir / f"{name}.cpp"), str(B.kernel_archive(target)),
+                                "-o", str(tmp), *link_flags(o), *target.sanitize_link_flags()],
                                capture_output=True, text=True)
             if r.returncode != 0:
                 raise EdgeccError(f"building the {name} library failed:\n{r.stderr[-2000:]}")
